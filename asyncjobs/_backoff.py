@@ -1,0 +1,112 @@
+"""How long to wait before a retry."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._types import JSON
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Backoff:
+    """A retry delay policy: fixed, exponential (capped, with jitter) or a function.
+
+    Build one with :meth:`fixed`, :meth:`exponential` or :meth:`custom`; ``delay(n)`` is the
+    wait before attempt ``n + 1`` after attempt ``n`` failed (``n`` starts at 1).
+    """
+
+    kind: Literal["fixed", "exponential", "custom"]
+    base: float = 1.0
+    cap: float = 3600.0
+    jitter: float = 0.0
+    function: Callable[[int], float | timedelta] | None = None
+
+    @classmethod
+    def fixed(cls, seconds: float | timedelta) -> Backoff:
+        """Wait the same time before every retry."""
+        return cls(kind="fixed", base=_seconds(seconds, "seconds"))
+
+    @classmethod
+    def exponential(
+        cls, base: float | timedelta = 1.0, cap: float | timedelta = 3600.0, *, jitter: float = 0.1
+    ) -> Backoff:
+        """Wait ``base * 2**(n-1)`` seconds, at most ``cap``, spread by ``±jitter`` (a fraction).
+
+        :raises ValueError: if a duration is negative or ``jitter`` is outside [0, 1]
+        """
+        if not 0 <= jitter <= 1:
+            raise ValueError(f"jitter must be a fraction between 0 and 1, got {jitter!r}")
+        return cls(
+            kind="exponential",
+            base=_seconds(base, "base"),
+            cap=_seconds(cap, "cap"),
+            jitter=float(jitter),
+        )
+
+    @classmethod
+    def custom(cls, function: Callable[[int], float | timedelta]) -> Backoff:
+        """Ask ``function(attempt)`` for the delay (seconds or a timedelta)."""
+        if not callable(function):
+            raise ValueError(f"Backoff.custom needs a callable, got {function!r}")
+        return cls(kind="custom", function=function)
+
+    def delay(self, attempt: int) -> float:
+        """Return the seconds to wait after attempt ``attempt`` (1-based) failed."""
+        if self.kind == "fixed":
+            return self.base
+        if self.kind == "custom":
+            assert self.function is not None
+            return _seconds(self.function(attempt), "the custom backoff's delay")
+        raw = min(self.cap, self.base * 2.0 ** min(attempt - 1, 64))
+        if self.jitter:
+            raw *= 1 + random.uniform(-self.jitter, self.jitter)
+        return max(0.0, min(raw, self.cap * (1 + self.jitter)))
+
+    def to_json(self) -> dict[str, JSON] | None:
+        """Return the policy as JSON, or ``None`` for a custom function (kept in the task)."""
+        if self.kind == "custom":
+            return None
+        return {"kind": self.kind, "base": self.base, "cap": self.cap, "jitter": self.jitter}
+
+    @classmethod
+    def from_json(cls, data: dict[str, JSON]) -> Backoff:
+        """Rebuild a policy written by :meth:`to_json`."""
+        kind = data.get("kind")
+        base, cap, jitter = data.get("base", 1.0), data.get("cap", 3600.0), data.get("jitter", 0)
+        assert isinstance(base, int | float)
+        assert isinstance(cap, int | float)
+        assert isinstance(jitter, int | float)
+        if kind == "fixed":
+            return cls(kind="fixed", base=float(base))
+        return cls(kind="exponential", base=float(base), cap=float(cap), jitter=float(jitter))
+
+
+def as_backoff(value: Backoff | float | timedelta | Callable[[int], float | timedelta]) -> Backoff:
+    """Accept a :class:`Backoff`, a fixed delay, or a function of the attempt."""
+    if isinstance(value, Backoff):
+        return value
+    if isinstance(value, int | float | timedelta) and not isinstance(value, bool):
+        return Backoff.fixed(value)
+    if callable(value):
+        return Backoff.custom(value)
+    raise ValueError(
+        f"backoff must be an aj.Backoff, seconds, a timedelta or a function, got {value!r}"
+    )
+
+
+def _seconds(value: float | timedelta, name: str) -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not seconds >= 0:
+        raise ValueError(f"{name} must be >= 0 seconds, got {value!r}")
+    return seconds
+
+
+DEFAULT_BACKOFF = Backoff.exponential(1.0, 300.0, jitter=0.1)
+
+Backoff.__module__ = "asyncjobs"

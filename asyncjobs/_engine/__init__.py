@@ -1,0 +1,460 @@
+"""The running machinery of a runtime, imported by :meth:`Runtime.start` and never before.
+
+Three loops run in one task group, each a named task that says when it is ready:
+
+* the **writer** (:mod:`.writer`) group-commits what executions report;
+* the **dispatcher** claims due executions from the store as pool slots free up and starts
+  one task per claim; it never holds more executions than it has free slots, so 100,000
+  queued executions stay in the store, not in memory;
+* the **maintenance** loop heartbeats this node, picks up cancel requests made elsewhere, and
+  recovers the executions of nodes that died.
+
+They talk to each other only through the store and wake-ups, so several runtimes (or
+processes) on one store stay correct.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import socket
+import time
+import traceback
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+
+from asyncjobs_runner._convert import to_json
+
+from .._backoff import DEFAULT_BACKOFF, Backoff
+from .._context import CaptureHandler, Context, current_context
+from .._errors import InvalidArguments, UnknownTask
+from .._models import ErrorInfo, Execution
+from .._states import ExecutionStatus, LogLevel
+from .._types import new_id
+from ..stores.base import Claim, Finish, NodeInfo
+from .changes import Changes, Wakeup
+from .writer import Writer
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anyio.abc import TaskGroup, TaskStatus
+
+    from .._runtime import Runtime
+    from .._tasks import TaskDef
+    from ..stores.base import Store
+
+logger = logging.getLogger("asyncjobs.engine")
+
+_S = ExecutionStatus
+MAX_CLAIM_BATCH = 256
+CancelReason = Literal["cancel", "shutdown"]
+
+
+@dataclass(slots=True)
+class _Running:
+    claim: Claim
+    scope: anyio.CancelScope
+    reason: CancelReason | None = None
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+
+class Engine:
+    """Runs a runtime's executions on one store, as one node."""
+
+    def __init__(self, runtime: Runtime, store: Store, changes: Changes) -> None:
+        self._rt = runtime
+        self._store = store
+        self._changes = changes
+        now = time.time()
+        self.node = NodeInfo(
+            id=new_id(),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=now,
+            heartbeat_at=now,
+        )
+        self._workers = runtime._workers
+        self._running: dict[str, _Running] = {}
+        self._slot_freed = Wakeup()
+        self._work_added = Wakeup()
+        self._stopping = False
+        self._dispatch_scope = anyio.CancelScope()
+        self._drain_scope = anyio.CancelScope()
+        self._tg: TaskGroup | None = None
+        self._stack = AsyncExitStack()
+        self.writer = Writer(store, changes, progress_interval=runtime._progress_interval)
+        self.completed = 0
+        self.failed = 0
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Register the node, recover dead nodes' work, and start the loops."""
+        await self._store.register_node(self.node)
+        await self._recover_dead_nodes()
+        handler = CaptureHandler()
+        logging.getLogger().addHandler(handler)
+        self._stack.callback(logging.getLogger().removeHandler, handler)
+        self._tg = await self._stack.enter_async_context(anyio.create_task_group())
+        await self._tg.start(self.writer.run, name="asyncjobs writer")
+        await self._tg.start(self._maintenance_loop, name="asyncjobs maintenance")
+        if self._workers > 0:
+            await self._tg.start(self._dispatch_loop, name="asyncjobs dispatcher")
+
+    async def stop(self, timeout: float) -> None:
+        """Stop claiming, let running executions finish for ``timeout`` seconds, then release
+        the rest back to the queue (without using up an attempt) and close."""
+        self._stopping = True
+        self._dispatch_scope.cancel()
+        with anyio.move_on_after(timeout) as self._drain_scope:
+            while self._running:
+                await self._slot_freed.wait()
+        for running in list(self._running.values()):
+            running.reason = running.reason or "shutdown"
+            running.scope.cancel()
+        with anyio.move_on_after(10, shield=True):
+            # Shielded: the released rows must leave 'running', or another node would have
+            # to wait for this node's heartbeat to go stale before it could run them.
+            while self._running:
+                await self._slot_freed.wait()
+            await self.writer.flush()
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        await self._stack.aclose()
+        with anyio.move_on_after(5, shield=True):
+            if not self._running:
+                await self._store.recover_node(self.node.id, time.time())
+
+    def abort(self) -> None:
+        """Cut the graceful drain short (a second stop or signal)."""
+        self._drain_scope.cancel()
+
+    # -- what the runtime asks ------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Tell the dispatcher that work was added (or its due time changed)."""
+        self._work_added.set()
+
+    def resize(self, workers: int) -> None:
+        self._workers = workers
+        self._slot_freed.set()
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    async def cancel_local(self, execution_id: str) -> bool:
+        """Cancel the execution if it runs here; return once its outcome is written."""
+        running = self._running.get(execution_id)
+        if running is None:
+            return False
+        running.reason = running.reason or "cancel"
+        running.scope.cancel()
+        with anyio.move_on_after(10):
+            await running.done.wait()
+        return True
+
+    # -- the loops -----------------------------------------------------------------------
+
+    async def _dispatch_loop(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        assert self._tg is not None
+        poll = self._rt._poll_interval
+        with self._dispatch_scope:
+            while True:
+                free = self._workers - len(self._running)
+                if free <= 0:
+                    await self._slot_freed.wait()
+                    continue
+                # Claim at most the free slots: a claimed execution is 'running' on this
+                # node, and one waiting here for a slot would be delayed for every node.
+                claims = await self._store.claim(self.node, min(free, MAX_CLAIM_BATCH), time.time())
+                for claim in claims:
+                    self._start(claim)
+                if len(claims) == min(free, MAX_CLAIM_BATCH):
+                    await anyio.lowlevel.checkpoint()
+                    continue
+                due = await self._store.next_due()
+                timeout = poll if due is None else min(poll, due - time.time())
+                await self._work_added.wait(timeout)
+
+    def _start(self, claim: Claim) -> None:
+        assert self._tg is not None
+        running = _Running(claim=claim, scope=anyio.CancelScope())
+        self._running[claim.execution.id] = running
+        self._tg.start_soon(
+            self._execute, running, name=f"asyncjobs execution {claim.execution.id}"
+        )
+
+    async def _maintenance_loop(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        interval = self._rt._heartbeat_interval
+        last_beat = time.monotonic()
+        while True:
+            await anyio.sleep(min(1.0, interval))
+            try:
+                for execution_id, run in await self._store.cancel_requests(self.node.id):
+                    running = self._running.get(execution_id)
+                    if running is not None and running.claim.run == run:
+                        running.reason = running.reason or "cancel"
+                        running.scope.cancel()
+                if time.monotonic() - last_beat >= interval:
+                    last_beat = time.monotonic()
+                    if not await self._store.heartbeat(self.node.id, time.time()):
+                        # Our row was removed: someone judged us dead and took our work back.
+                        # Re-register; our late writes are fenced and will not apply.
+                        logger.warning("node %s was declared dead; re-registering", self.node.id)
+                        await self._store.register_node(self.node)
+                    await self._recover_dead_nodes()
+            except Exception:
+                logger.exception("asyncjobs maintenance failed; retrying")
+
+    async def _recover_dead_nodes(self) -> None:
+        now = time.time()
+        for node in await self._store.list_nodes():
+            if node.id == self.node.id or not self._is_dead(node, now):
+                continue
+            recovered = await self._store.recover_node(node.id, now)
+            if recovered:
+                logger.warning(
+                    "recovered %d executions of dead node %s (pid %d)",
+                    len(recovered),
+                    node.id,
+                    node.pid,
+                )
+                self._changes.notify({e.job_id for e in recovered})
+            self.wake()
+
+    def _is_dead(self, node: NodeInfo, now: float) -> bool:
+        if now - node.heartbeat_at > self._rt._node_timeout:
+            return True
+        if node.host == self.node.host and node.pid != self.node.pid:
+            try:
+                os.kill(node.pid, 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+        return False
+
+    # -- one execution -------------------------------------------------------------------
+
+    async def _execute(self, running: _Running) -> None:
+        claim = running.claim
+        execution = claim.execution
+        try:
+            await self._call_state_hooks(claim, execution, _S.RUNNING)
+            finish = await self._run(running)
+            applied = await self.writer.finish(finish, execution.job_id)
+            if applied:
+                if finish.status == _S.COMPLETED:
+                    self.completed += 1
+                elif finish.status == _S.FAILED:
+                    self.failed += 1
+                await self._call_state_hooks(claim, execution, finish.status)
+                if finish.status == _S.COMPLETED:
+                    await self._call_hooks(claim, "on_complete", execution, finish.result)
+            else:
+                logger.warning(
+                    "execution %s run %d ended after it was taken over; its outcome was dropped",
+                    execution.id,
+                    claim.run,
+                )
+            if finish.status == _S.RETRYING:
+                self.wake()
+        except Exception:
+            logger.exception("asyncjobs could not record the end of execution %s", execution.id)
+        finally:
+            del self._running[execution.id]
+            running.done.set()
+            self._slot_freed.set()
+
+    async def _run(self, running: _Running) -> Finish:
+        """Run the task and decide the outcome (not yet written)."""
+        claim = running.claim
+        execution = claim.execution
+        ctx = Context(
+            sink=self.writer,
+            job_id=execution.job_id,
+            execution_id=execution.id,
+            run=claim.run,
+            attempt=execution.attempt,
+            task=claim.spec.task,
+            shared=dict(claim.shared),
+        )
+        task: TaskDef | None = None
+        error: BaseException | None = None
+        result: object = None
+        timed_out = False
+        try:
+            task = self._rt._registry.get(claim.spec.task)
+            with running.scope:
+                args, kwargs = task.bind(claim.spec.args, claim.spec.kwargs, ctx)
+                timeout = claim.spec.timeout
+                with anyio.move_on_after(timeout if timeout is not None else float("inf")) as t:
+                    result = await self._call(task, ctx, args, kwargs)
+                timed_out = t.cancelled_caught
+        except Exception as exc:
+            error = exc
+        if running.scope.cancelled_caught:
+            return self._cancelled(running, ctx)
+        if timed_out:
+            error = _Timeout(f"execution ran past its timeout of {claim.spec.timeout:g}s")
+        value: Any = None
+        if error is None:
+            try:
+                value = to_json(result, path="result")
+            except TypeError as exc:
+                error = TypeError(f"the task's result is not JSON: {exc}")
+        if task is not None:
+            error = await self._terminate_hooks(task, claim, execution, error)
+        progress = ctx.last_progress
+        common: dict[str, Any] = {
+            "execution_id": execution.id,
+            "run": claim.run,
+            "at": time.time(),
+            "shared": ctx.shared.written or None,
+            "progress": progress[0] if progress else None,
+            "progress_message": progress[1] if progress else None,
+        }
+        if error is None:
+            return Finish(status=_S.COMPLETED, result=value, **common)
+        info = _error_info(error)
+        retryable = not isinstance(error, InvalidArguments | UnknownTask)
+        if retryable and execution.attempt <= claim.spec.retries:
+            delay = self._backoff(task, claim).delay(execution.attempt)
+            ctx.log.warning(
+                "attempt %d failed (%s: %s); retrying in %.3gs",
+                execution.attempt,
+                info.type,
+                info.message,
+                delay,
+            )
+            await anyio.lowlevel.checkpoint()
+            common["at"] = time.time()
+            return Finish(status=_S.RETRYING, error=info, retry_at=common["at"] + delay, **common)
+        return Finish(status=_S.FAILED, error=info, **common)
+
+    def _cancelled(self, running: _Running, ctx: Context) -> Finish:
+        claim = running.claim
+        at = time.time()
+        if running.reason == "shutdown":
+            # Released, not failed: the same attempt runs again on the next claim.
+            ctx.log.warning(
+                "the runtime stopped while this execution ran; it was put back in the queue"
+            )
+            return Finish(
+                execution_id=claim.execution.id,
+                run=claim.run,
+                status=_S.RETRYING,
+                at=at,
+                retry_at=at,
+                new_attempt=False,
+            )
+        return Finish(
+            execution_id=claim.execution.id,
+            run=claim.run,
+            status=_S.CANCELLED,
+            at=at,
+            error=ErrorInfo(type="ExecutionCancelled", message="the execution was cancelled"),
+            shared=ctx.shared.written or None,
+        )
+
+    async def _call(
+        self, task: TaskDef, ctx: Context, args: tuple[object, ...], kwargs: dict[str, object]
+    ) -> object:
+        token = current_context.set(ctx)
+        try:
+            if task.is_async:
+                return await task.fn(*args, **kwargs)
+            # A thread cannot be cancelled: on cancel or timeout it is abandoned (its
+            # late writes are fenced) and the execution ends at once.
+            return await anyio.to_thread.run_sync(
+                lambda: task.fn(*args, **kwargs), abandon_on_cancel=True
+            )
+        finally:
+            current_context.reset(token)
+
+    def _backoff(self, task: TaskDef | None, claim: Claim) -> Backoff:
+        if claim.spec.backoff is not None:
+            return Backoff.from_json(claim.spec.backoff)
+        if task is not None and task.backoff is not None:
+            return task.backoff
+        return DEFAULT_BACKOFF
+
+    # -- hooks ---------------------------------------------------------------------------
+
+    def _hooks(self, task: TaskDef | None, name: str) -> list[Callable[..., Any]]:
+        hooks = []
+        if task is not None and getattr(task, name) is not None:
+            hooks.append(getattr(task, name))
+        runtime_hook = self._rt._hooks.get(name)
+        if runtime_hook is not None:
+            hooks.append(runtime_hook)
+        return hooks
+
+    async def _terminate_hooks(
+        self, task: TaskDef, claim: Claim, execution: Execution, error: BaseException | None
+    ) -> BaseException | None:
+        for hook in self._hooks(task, "on_terminate"):
+            try:
+                outcome = await _maybe_await(hook(execution, error))
+            except Exception as exc:
+                outcome = exc
+            if outcome is not None and not isinstance(outcome, BaseException):
+                raise TypeError(f"on_terminate must return an exception or None, got {outcome!r}")
+            error = outcome
+        return error
+
+    async def _call_state_hooks(self, claim: Claim, execution: Execution, status: _S) -> None:
+        await self._call_hooks(claim, "on_state_change", execution, status)
+
+    async def _call_hooks(self, claim: Claim, name: str, *args: object) -> None:
+        try:
+            task = self._rt._registry.get(claim.spec.task)
+        except UnknownTask:
+            task = None
+        for hook in self._hooks(task, name):
+            try:
+                await _maybe_await(hook(*args))
+            except Exception as exc:
+                logger.exception("%s hook of task %s failed", name, claim.spec.task)
+                self.writer.log(
+                    claim.execution.id,
+                    claim.execution.job_id,
+                    LogLevel.ERROR,
+                    f"{name} hook failed: {type(exc).__name__}: {exc}",
+                    {},
+                )
+
+
+class _Timeout(Exception):
+    pass
+
+
+async def _maybe_await(value: object) -> object:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def _error_info(error: BaseException) -> ErrorInfo:
+    name = "ExecutionTimeout" if isinstance(error, _Timeout) else type(error).__name__
+    return ErrorInfo(
+        type=name,
+        message=str(error),
+        traceback="".join(traceback.format_exception(error)),
+    )

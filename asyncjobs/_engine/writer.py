@@ -1,0 +1,142 @@
+"""The writer: buffers logs, progress and outcomes, and writes them in group commits."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ..stores.base import Finish, NewLog, ProgressUpdate, WriteBatch
+from .changes import Changes, Wakeup
+
+if TYPE_CHECKING:
+    from .._states import LogLevel
+    from .._types import JSON, ExecutionId, JobId
+    from ..stores.base import Store
+
+logger = logging.getLogger("asyncjobs.writer")
+
+MAX_LOG_BATCH = 5000
+
+
+class _Pending:
+    __slots__ = ("applied", "done", "error", "finish", "job_id")
+
+    def __init__(self, finish: Finish, job_id: JobId) -> None:
+        self.finish = finish
+        self.job_id = job_id
+        self.done = anyio.Event()
+        self.applied = False
+        self.error: BaseException | None = None
+
+
+class Writer:
+    """Group commit for everything executions report.
+
+    Whatever arrives while a write is in flight goes into the next one, so under load one
+    transaction carries many executions' logs, progress and outcomes, and when idle a write
+    starts at once. Progress alone is flushed at most every ``progress_interval`` seconds,
+    latest value per execution; an outcome always carries the final progress.
+    """
+
+    def __init__(self, store: Store, changes: Changes, *, progress_interval: float) -> None:
+        self._store = store
+        self._changes = changes
+        self._progress_interval = progress_interval
+        self._logs: list[NewLog] = []
+        self._progress: dict[ExecutionId, ProgressUpdate] = {}
+        self._finishes: list[_Pending] = []
+        self._wake = Wakeup()
+        self._last_progress_flush = 0.0
+        self._closed = False
+
+    # -- the Sink side: called from tasks, maybe from worker threads ----------------------
+
+    def progress(self, execution_id: ExecutionId, run: int, value: float, message: str) -> None:
+        # A dict assignment is atomic under the GIL: the latest value wins, nothing piles up.
+        self._progress[execution_id] = ProgressUpdate(
+            execution_id=execution_id, run=run, progress=value, message=message, at=time.time()
+        )
+        self._wake.set()
+
+    def log(
+        self,
+        execution_id: ExecutionId,
+        job_id: JobId,
+        level: LogLevel,
+        message: str,
+        data: dict[str, JSON],
+    ) -> None:
+        self._logs.append(
+            NewLog(
+                execution_id=execution_id,
+                job_id=job_id,
+                at=time.time(),
+                level=level,
+                message=message,
+                data=data,
+            )
+        )
+        self._wake.set()
+
+    # -- the engine side -----------------------------------------------------------------
+
+    async def finish(self, finish: Finish, job_id: JobId) -> bool:
+        """Write ``finish`` with the next group commit; return whether it applied.
+
+        :raises StoreError: if the store failed the write
+        """
+        pending = _Pending(finish, job_id)
+        self._finishes.append(pending)
+        self._wake.set()
+        await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.applied
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        while True:
+            await self._wake.wait()
+            if not self._finishes and not self._logs:
+                # Only progress: keep to the bounded rate.
+                wait = self._last_progress_flush + self._progress_interval - time.monotonic()
+                if wait > 0:
+                    await self._wake.wait(wait)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write everything buffered now (the final flush at shutdown calls this too)."""
+        while self._logs or self._progress or self._finishes:
+            logs, self._logs = self._logs[:MAX_LOG_BATCH], self._logs[MAX_LOG_BATCH:]
+            progress, self._progress = self._progress, {}
+            finishes, self._finishes = self._finishes, []
+            if progress:
+                self._last_progress_flush = time.monotonic()
+            batch = WriteBatch(
+                logs=logs,
+                progress=list(progress.values()),
+                finishes=[p.finish for p in finishes],
+            )
+            try:
+                with anyio.CancelScope(shield=True):
+                    # Shielded: a batch holds outcomes other tasks wait on; leaving it half
+                    # sent would strand them.
+                    applied = await self._store.write(batch)
+            except Exception as exc:
+                logger.exception("asyncjobs could not write %d outcomes", len(finishes))
+                for pending in finishes:
+                    pending.error = exc
+                    pending.done.set()
+                continue
+            keys: set[str] = {log.job_id for log in logs}
+            for pending, ok in zip(finishes, applied, strict=True):
+                pending.applied = ok
+                pending.done.set()
+                keys.add(pending.job_id)
+                keys.add(pending.finish.execution_id)
+            self._changes.notify(keys)

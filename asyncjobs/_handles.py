@@ -1,0 +1,275 @@
+"""The job handle: a job's id and last snapshot, bound to its runtime."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any, Self
+
+from ._backoff import Backoff, as_backoff
+from ._errors import ExecutionCancelled, ExecutionFailed, ExecutionTimeout, InvalidArguments
+from ._models import Execution, Job as JobRecord, StepSpec
+from ._schedules import Once, Schedule
+from ._states import TERMINAL, ExecutionStatus, JobStatus
+from ._tasks import check_category, check_int, check_mode, encode_arguments
+from ._types import JSON, ExecutionId, JobId, as_seconds, new_id
+from .stores.base import ExecutionQuery, NewExecution, NewJob
+
+if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
+    from ._runtime import Runtime
+
+
+class Job:
+    """A job: build it with :meth:`Runtime.job` and :meth:`add`, then :meth:`push` it.
+
+    Handles returned by ``rt.once(...)`` or ``rt.jobs.get(id)`` are already pushed. The
+    attributes (``status``, ``shared``, ...) are the snapshot taken when the handle was made
+    or last refreshed (:meth:`refresh`).
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        record: JobRecord | None = None,
+        name: str | None = None,
+        schedule: Schedule | None = None,
+        category: str | None = None,
+        priority: int | None = None,
+        shared: Mapping[str, object] | None = None,
+        key: str | None = None,
+    ) -> None:
+        self._rt = runtime
+        self._record = record
+        self._name = name
+        self._schedule: Schedule = schedule if schedule is not None else Once()
+        self._category = None if category is None else check_category(category)
+        self._priority = None if priority is None else check_int("priority", priority)
+        if key is not None and (not isinstance(key, str) or not key):
+            raise ValueError(f"key must be a non-empty string, got {key!r}")
+        self._key = key
+        self._shared = _shared_json(shared)
+        self._steps: list[tuple[StepSpec, str]] = []  # (spec, task category)
+
+    # -- building ------------------------------------------------------------------------
+
+    def add(
+        self,
+        task: Callable[..., Any] | str,
+        /,
+        *args: object,
+        kwargs: Mapping[str, object] | None = None,
+        mode: str | None = None,
+        timeout: float | timedelta | None = None,
+        retries: int | None = None,
+        backoff: Backoff | float | timedelta | None = None,
+    ) -> Self:
+        """Add a step: ``task`` (a registered function or name) with its arguments.
+
+        :raises UnknownTask: if the task is not registered on the runtime
+        :raises InvalidArguments: if the arguments do not bind to its signature or are not JSON
+        """
+        if self._record is not None:
+            raise RuntimeError(f"job {self.id} was pushed already; build a new job to add steps")
+        definition = self._rt._registry.resolve(task)
+        json_args, json_kwargs = encode_arguments(definition, args, kwargs)
+        chosen_backoff = definition.backoff if backoff is None else as_backoff(backoff)
+        spec = StepSpec(
+            task=definition.name,
+            args=json_args,
+            kwargs=json_kwargs,
+            mode=check_mode(mode) if mode is not None else definition.mode,
+            timeout=definition.timeout
+            if timeout is None
+            else as_seconds(timeout, name="timeout", allow_zero=False),
+            retries=definition.retries
+            if retries is None
+            else check_int("retries", retries, minimum=0),
+            backoff=None if chosen_backoff is None else chosen_backoff.to_json(),
+            on_worker_lost=definition.on_worker_lost,
+            crash_limit=definition.crash_limit,
+        )
+        self._steps.append((spec, definition.category))
+        if self._priority is None:
+            self._priority = definition.priority
+        return self
+
+    async def push(self) -> Self:
+        """Store the job; once this returns, the job survives a crash of this process.
+
+        If the job has a ``key`` and a live job has the same key, this handle becomes that job.
+
+        :raises InvalidArguments: if the job has no step
+        """
+        if self._record is not None:
+            return self
+        if not self._steps:
+            raise InvalidArguments(self._name or "job", None, "a job needs at least one step")
+        store = self._rt._require_store()
+        now = self._rt._clock()
+        first = self._steps[0][0]
+        job_id = JobId(new_id())
+        fire = self._schedule.first_fire(now)
+        priority = self._priority or 0
+        new_job = NewJob(
+            id=job_id,
+            name=self._name or first.task,
+            category=self._category or self._steps[0][1],
+            schedule=self._schedule.to_json(now),
+            steps=tuple(spec for spec, _ in self._steps),
+            priority=priority,
+            shared=self._shared,
+            key=self._key,
+            created_at=now,
+        )
+        executions = [
+            NewExecution(
+                id=ExecutionId(new_id()),
+                job_id=job_id,
+                step=index,
+                spec=spec,
+                priority=priority,
+                scheduled_for=max(fire, now) if fire > now else now,
+                created_at=now,
+            )
+            for index, (spec, _) in enumerate(self._steps)
+        ]
+        self._record, _ = await store.add_job(new_job, executions)
+        self._rt._work_added()
+        return self
+
+    # -- reading -------------------------------------------------------------------------
+
+    @property
+    def record(self) -> JobRecord:
+        if self._record is None:
+            raise RuntimeError("this job has not been pushed yet: await job.push()")
+        return self._record
+
+    @property
+    def id(self) -> JobId:
+        return self.record.id
+
+    @property
+    def name(self) -> str:
+        return self.record.name if self._record else (self._name or "")
+
+    @property
+    def status(self) -> JobStatus:
+        return self.record.status
+
+    @property
+    def category(self) -> str:
+        return self.record.category
+
+    @property
+    def shared(self) -> dict[str, JSON]:
+        return self.record.shared
+
+    @property
+    def key(self) -> str | None:
+        return self.record.key
+
+    @property
+    def priority(self) -> int:
+        return self.record.priority
+
+    @property
+    def created_at(self) -> datetime:
+        return self.record.created_at
+
+    async def refresh(self) -> Self:
+        """Re-read the job from the store."""
+        self._record = await self._rt._require_store().get_job(self.id)
+        return self
+
+    async def executions(self) -> list[Execution]:
+        """Return the job's executions, oldest first (at most the newest 1,000)."""
+        page = await self._rt._require_store().list_executions(
+            ExecutionQuery(job_id=self.id, page_size=1000)
+        )
+        return list(reversed(page.items))
+
+    async def wait(self, timeout: float | None = None) -> Execution:
+        """Wait until the job's latest firing has ended; return its last execution.
+
+        :param timeout: seconds to wait at most (``None``: no limit)
+        :raises TimeoutError: if ``timeout`` passes first
+        """
+        store = self._rt._require_store()
+        steps = len(self.record.steps)
+        scope = nullcontext() if timeout is None else _fail_after(timeout)
+        with scope:
+            while True:
+                page = await store.list_executions(ExecutionQuery(job_id=self.id, page_size=steps))
+                latest = page.items
+                if latest and all(e.status in TERMINAL for e in latest):
+                    await self.refresh()
+                    return max(latest, key=lambda e: e.step)
+                await self._rt._changes_wait(self.id)
+
+    async def result(self, timeout: float | None = None) -> JSON:
+        """Wait for the job's latest firing and return its last step's result.
+
+        :raises ExecutionFailed: with the remote error type, message and traceback, if a step
+            failed (:class:`ExecutionTimeout` if it ran past its timeout)
+        :raises ExecutionCancelled: if a step was cancelled
+        """
+        last = await self.wait(timeout)
+        page = await self._rt._require_store().list_executions(
+            ExecutionQuery(job_id=self.id, page_size=len(self.record.steps))
+        )
+        for execution in sorted(page.items, key=lambda e: e.step):
+            raise_for_status(execution)
+        return last.result
+
+    def __repr__(self) -> str:
+        if self._record is None:
+            return f"<Job (not pushed) name={self._name!r} steps={len(self._steps)}>"
+        return f"<Job {self.id} name={self.name!r} status={self.status.value}>"
+
+    def _repr_html_(self) -> str:
+        if self._record is None:
+            return html.escape(repr(self))
+        return (
+            f"<b>Job</b> <code>{html.escape(self.id)}</code> {html.escape(self.name)} "
+            f"<i>{html.escape(self.status.value)}</i>"
+        )
+
+
+def raise_for_status(execution: Execution) -> None:
+    """Raise the error an ended execution stands for (nothing if it completed)."""
+    if execution.status == ExecutionStatus.FAILED:
+        if execution.error is not None and execution.error.type == "ExecutionTimeout":
+            raise ExecutionTimeout(execution)
+        raise ExecutionFailed(execution)
+    if execution.status == ExecutionStatus.CANCELLED:
+        raise ExecutionCancelled(execution)
+
+
+def _fail_after(timeout: float) -> Any:
+    import anyio
+
+    return anyio.fail_after(timeout)
+
+
+def _shared_json(shared: Mapping[str, object] | None) -> dict[str, JSON]:
+    from asyncjobs_runner._convert import to_json
+
+    if shared is None:
+        return {}
+    if not isinstance(shared, Mapping):
+        raise ValueError(f"shared must be a mapping of JSON values, got {shared!r}")
+    out: dict[str, JSON] = {}
+    for key, value in shared.items():
+        if not isinstance(key, str):
+            raise ValueError(f"shared data keys must be strings, got {key!r}")
+        out[key] = to_json(value, path=f"shared[{key!r}]")
+    return out
+
+
+Job.__module__ = "asyncjobs"
+_ = Once

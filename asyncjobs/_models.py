@@ -1,0 +1,230 @@
+"""Frozen records that the stores return and the query API hands to users."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeAlias, TypeVar
+
+from ._states import TERMINAL, ExecutionStatus, JobStatus, LogLevel
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from ._types import JSON, ExecutionId, JobId
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorInfo:
+    """An error as recorded: its type name, message and formatted traceback."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    def to_json(self) -> dict[str, JSON]:
+        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+
+    @classmethod
+    def from_json(cls, data: dict[str, JSON]) -> ErrorInfo:
+        return cls(
+            type=str(data.get("type", "")),
+            message=str(data.get("message", "")),
+            traceback=str(data.get("traceback", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepSpec:
+    """One step of a job: a registered task and its arguments, with the options it runs with."""
+
+    task: str
+    args: tuple[JSON, ...] = ()
+    kwargs: dict[str, JSON] = field(default_factory=dict)
+    mode: str = "coroutine"
+    timeout: float | None = None
+    retries: int = 0
+    backoff: dict[str, JSON] | None = None
+    on_worker_lost: str = "retry"
+    crash_limit: int = 3
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "task": self.task,
+            "args": list(self.args),
+            "kwargs": self.kwargs,
+            "mode": self.mode,
+            "timeout": self.timeout,
+            "retries": self.retries,
+            "backoff": self.backoff,
+            "on_worker_lost": self.on_worker_lost,
+            "crash_limit": self.crash_limit,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, JSON]) -> StepSpec:
+        args = data.get("args") or []
+        kwargs = data.get("kwargs") or {}
+        backoff = data.get("backoff")
+        timeout = data.get("timeout")
+        retries = data.get("retries")
+        crash_limit = data.get("crash_limit")
+        assert isinstance(args, list)
+        assert isinstance(kwargs, dict)
+        return cls(
+            task=str(data["task"]),
+            args=tuple(args),
+            kwargs=kwargs,
+            mode=str(data.get("mode", "coroutine")),
+            timeout=float(timeout) if isinstance(timeout, int | float) else None,
+            retries=retries if isinstance(retries, int) else 0,
+            backoff=backoff if isinstance(backoff, dict) else None,
+            on_worker_lost=str(data.get("on_worker_lost", "retry")),
+            crash_limit=crash_limit if isinstance(crash_limit, int) else 3,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """A snapshot of a job as stored."""
+
+    id: JobId
+    name: str
+    category: str
+    status: JobStatus
+    schedule: dict[str, JSON]
+    steps: tuple[StepSpec, ...]
+    priority: int
+    shared: dict[str, JSON]
+    key: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Execution:
+    """A snapshot of one run of one step of a job."""
+
+    id: ExecutionId
+    job_id: JobId
+    step: int
+    task: str
+    args: tuple[JSON, ...]
+    kwargs: dict[str, JSON]
+    attempt: int
+    status: ExecutionStatus
+    priority: int
+    progress: float
+    progress_message: str
+    result: JSON
+    error: ErrorInfo | None
+    created_at: datetime
+    scheduled_for: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    node: str | None
+    pid: int | None
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the execution has ended (completed, failed or cancelled)."""
+        return self.status in TERMINAL
+
+
+class Transition(NamedTuple):
+    """One status change of an execution, with its time: unpacks as ``(status, at)``."""
+
+    status: ExecutionStatus
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogRecord:
+    """One log line of an execution."""
+
+    execution_id: ExecutionId
+    job_id: JobId
+    seq: int
+    at: datetime
+    level: LogLevel
+    message: str
+    data: dict[str, JSON]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Category:
+    """A category and how many jobs (not deleted) it holds directly."""
+
+    name: str
+    jobs: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Page(Generic[T]):
+    """One page of a listing, with the total number of matching items."""
+
+    items: tuple[T, ...]
+    page: int
+    page_size: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        """How many pages there are of this size."""
+        return max(1, -(-self.total // self.page_size))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateChanged:
+    """An execution moved to ``status``."""
+
+    seq: int
+    at: datetime
+    job_id: JobId
+    execution_id: ExecutionId
+    status: ExecutionStatus
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProgressReported:
+    """An execution reported its progress."""
+
+    seq: int
+    at: datetime
+    job_id: JobId
+    execution_id: ExecutionId
+    progress: float
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogWritten:
+    """An execution wrote a log line."""
+
+    seq: int
+    at: datetime
+    job_id: JobId
+    execution_id: ExecutionId
+    level: LogLevel
+    message: str
+    data: dict[str, JSON]
+
+
+Event: TypeAlias = StateChanged | ProgressReported | LogWritten
+
+
+for _cls in (
+    ErrorInfo,
+    StepSpec,
+    Job,
+    Execution,
+    Transition,
+    LogRecord,
+    Category,
+    Page,
+    StateChanged,
+    ProgressReported,
+    LogWritten,
+):
+    _cls.__module__ = "asyncjobs"

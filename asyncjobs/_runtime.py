@@ -1,0 +1,445 @@
+"""The Runtime facade: configuration, the task registry, and the job API.
+
+This module imports only the standard library and asyncjobs' stdlib-only modules: a process
+child imports the user's task module, which builds a ``Runtime``, and must not pay for
+anyio, aiosqlite or asyncio. The engine and the store drivers are imported by :meth:`start`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
+
+from ._handles import Job
+from ._models import Event, StateChanged
+from ._queries import CategoriesAPI, ExecutionsAPI, JobsAPI, LogsAPI
+from ._schedules import Once, Schedule
+from ._states import TERMINAL
+from ._tasks import Registry, TaskDef, check_int, make_task
+from ._types import as_seconds
+from .stores import DEFAULT_URL, check_url
+
+if TYPE_CHECKING:
+    import asyncio
+    from datetime import datetime, timedelta
+
+    from ._backoff import Backoff
+    from ._engine import Engine
+    from ._engine.changes import Changes
+    from .stores.base import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Statistics:
+    """A snapshot of a runtime's pool (``rt.statistics()``)."""
+
+    node: str | None
+    workers: int
+    running: int
+    completed: int
+    failed: int
+
+
+class Runtime:
+    """An asyncjobs runtime: register tasks, schedule jobs, and run them.
+
+    :param store: a store URL (``memory://``, ``sqlite:///path.db``), a store object, or
+        ``None`` for ``$ASYNCJOBS_STORE``, else ``sqlite:///asyncjobs.db``
+    :param workers: how many coroutine executions run at once (default ``4 x CPUs``);
+        ``0`` makes a runtime that only enqueues and queries
+    :param process_workers: how many process executions run at once (default: CPUs)
+    :param shutdown_timeout: seconds that running executions get to finish when the
+        runtime stops, before they are cancelled and put back in the queue
+    :param poll_interval: seconds between looks for work that other processes added
+    :param heartbeat_interval: seconds between this node's heartbeats
+    :param node_timeout: seconds without a heartbeat after which a node is taken for dead
+        and its running executions are recovered
+    :param progress_interval: seconds between progress writes of one execution (the latest
+        value wins; the final value is always written)
+    :param on_complete: ``hook(execution, result)`` after any execution completes
+    :param on_terminate: ``hook(execution, error) -> error | None`` when any execution ends;
+        return ``None`` to record success, or an exception to record as its error
+    :param on_state_change: ``hook(execution, status)`` after each status this node records
+    """
+
+    def __init__(
+        self,
+        store: str | Store | None = None,
+        *,
+        workers: int | None = None,
+        process_workers: int | None = None,
+        shutdown_timeout: float | timedelta = 30.0,
+        poll_interval: float | timedelta = 0.5,
+        heartbeat_interval: float | timedelta = 5.0,
+        node_timeout: float | timedelta = 30.0,
+        progress_interval: float | timedelta = 0.25,
+        on_complete: Callable[..., Any] | None = None,
+        on_terminate: Callable[..., Any] | None = None,
+        on_state_change: Callable[..., Any] | None = None,
+    ) -> None:
+        if store is None:
+            store = os.environ.get("ASYNCJOBS_STORE") or DEFAULT_URL
+        self._store_spec: str | Store = check_url(store) if isinstance(store, str) else store
+        cpus = os.cpu_count() or 1
+        self._workers = check_int("workers", 4 * cpus if workers is None else workers, minimum=0)
+        self._process_workers = check_int(
+            "process_workers", cpus if process_workers is None else process_workers, minimum=0
+        )
+        self._shutdown_timeout = _seconds(shutdown_timeout, "shutdown_timeout")
+        self._poll_interval = _seconds(poll_interval, "poll_interval", positive=True)
+        self._heartbeat_interval = _seconds(heartbeat_interval, "heartbeat_interval", positive=True)
+        self._node_timeout = _seconds(node_timeout, "node_timeout", positive=True)
+        if self._node_timeout <= self._heartbeat_interval:
+            raise ValueError(
+                f"node_timeout ({self._node_timeout:g}s) must be longer than "
+                f"heartbeat_interval ({self._heartbeat_interval:g}s)"
+            )
+        self._progress_interval = _seconds(progress_interval, "progress_interval")
+        self._hooks: dict[str, Callable[..., Any]] = {}
+        for name, hook in (
+            ("on_complete", on_complete),
+            ("on_terminate", on_terminate),
+            ("on_state_change", on_state_change),
+        ):
+            if hook is not None:
+                if not callable(hook):
+                    raise ValueError(f"{name} must be a function, got {hook!r}")
+                self._hooks[name] = hook
+        self._registry = Registry()
+        self._clock: Callable[[], float] = time.time
+        self._store: Store | None = None
+        self._engine: Engine | None = None
+        self._changes: Changes | None = None
+        self._host: asyncio.Task[None] | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._stopping = False
+        self.jobs = JobsAPI(self)
+        self.executions = ExecutionsAPI(self)
+        self.logs = LogsAPI(self)
+        self.categories = CategoriesAPI(self)
+
+    # -- tasks ---------------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: F, /) -> F: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        mode: str = "coroutine",
+        timeout: float | timedelta | None = None,
+        retries: int = 0,
+        backoff: Backoff | float | timedelta | Callable[[int], float | timedelta] | None = None,
+        priority: int = 0,
+        category: str = "default",
+        on_worker_lost: str = "retry",
+        crash_limit: int = 3,
+        on_complete: Callable[..., Any] | None = None,
+        on_terminate: Callable[..., Any] | None = None,
+        on_state_change: Callable[..., Any] | None = None,
+    ) -> Callable[[F], F]: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        mode: str = "coroutine",
+        timeout: float | timedelta | None = None,
+        retries: int = 0,
+        backoff: Backoff | float | timedelta | Callable[[int], float | timedelta] | None = None,
+        priority: int = 0,
+        category: str = "default",
+        on_worker_lost: str = "retry",
+        crash_limit: int = 3,
+        on_complete: Callable[..., Any] | None = None,
+        on_terminate: Callable[..., Any] | None = None,
+        on_state_change: Callable[..., Any] | None = None,
+    ) -> Any:
+        """Register a function (async or sync) as a task; use bare or with options.
+
+        The function is returned unchanged, so it can still be called directly. Its name
+        defaults to ``module:qualname``. ``timeout`` is in seconds, ``priority`` lower runs
+        first, ``on_worker_lost`` is ``"retry"`` (at most ``crash_limit`` times) or ``"fail"``.
+
+        :raises ValueError: naming the option, if one is invalid
+        """
+        options: dict[str, Any] = {
+            "name": name,
+            "mode": mode,
+            "timeout": timeout,
+            "retries": retries,
+            "backoff": backoff,
+            "priority": priority,
+            "category": category,
+            "on_worker_lost": on_worker_lost,
+            "crash_limit": crash_limit,
+            "on_complete": on_complete,
+            "on_terminate": on_terminate,
+            "on_state_change": on_state_change,
+        }
+
+        def register(function: F) -> F:
+            self._registry.add(make_task(function, **options))
+            return function
+
+        return register if fn is None else register(fn)
+
+    def get_task(self, name: str) -> TaskDef:
+        """Return the registered task named ``name``.
+
+        :raises UnknownTask: naming it
+        """
+        return self._registry.get(name)
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def job(
+        self,
+        name: str | None = None,
+        *,
+        schedule: Schedule | None = None,
+        category: str | None = None,
+        priority: int | None = None,
+        shared: Mapping[str, object] | None = None,
+        key: str | None = None,
+    ) -> Job:
+        """Start building a job: add steps with :meth:`Job.add`, then ``await job.push()``.
+
+        Every firing of the schedule creates one execution per step; the steps of a firing
+        are queued together and may run at the same time.
+        """
+        return Job(
+            self,
+            name=name,
+            schedule=schedule,
+            category=category,
+            priority=priority,
+            shared=shared,
+            key=key,
+        )
+
+    async def once(
+        self,
+        task: Callable[..., Any] | str,
+        /,
+        *args: object,
+        kwargs: Mapping[str, object] | None = None,
+        at: datetime | None = None,
+        after: float | timedelta | None = None,
+        name: str | None = None,
+        category: str | None = None,
+        priority: int | None = None,
+        shared: Mapping[str, object] | None = None,
+        key: str | None = None,
+        mode: str | None = None,
+        timeout: float | timedelta | None = None,
+        retries: int | None = None,
+        backoff: Backoff | float | timedelta | None = None,
+    ) -> Job:
+        """Run ``task(*args, **kwargs)`` once: now, ``at`` a time, or ``after`` seconds.
+
+        Returns once the job is stored (it then survives a crash of this process). With
+        ``key``, a live job with the same key is returned instead of a new one.
+
+        :raises UnknownTask: if ``task`` is not registered
+        :raises InvalidArguments: naming the parameter, if the arguments do not bind
+        """
+        job = self.job(
+            name,
+            schedule=Once(at=at, after=after),
+            category=category,
+            priority=priority,
+            shared=shared,
+            key=key,
+        )
+        job.add(
+            task, *args, kwargs=kwargs, mode=mode, timeout=timeout, retries=retries, backoff=backoff
+        )
+        return await job.push()
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Open the store and start running executions; works inside a running loop (Jupyter).
+
+        :raises StoreError: if the store cannot be opened
+        """
+        import asyncio
+
+        if self._host is not None:
+            raise RuntimeError("this runtime is already started")
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        self._stop_requested = asyncio.Event()
+        self._stopping = False
+        # The one task not owned by a task group, on purpose: the runtime must outlive the
+        # task that starts it (a notebook starts it in one cell and stops it in another), and
+        # a task group or cancel scope must be exited by the task that entered it.
+        self._host = loop.create_task(self._serve(ready), name="asyncjobs runtime")
+        try:
+            await ready
+        except BaseException:
+            self._host = None
+            raise
+
+    async def stop(self) -> None:
+        """Stop gracefully: no new claims; running executions get ``shutdown_timeout`` to
+        finish, then are cancelled and put back in the queue. A second call aborts at once."""
+        import asyncio
+
+        host = self._host
+        if host is None:
+            return
+        if self._stopping and self._engine is not None:
+            self._engine.abort()
+        self._stopping = True
+        assert self._stop_requested is not None
+        self._stop_requested.set()
+        try:
+            await asyncio.shield(host)
+        finally:
+            if host.done():
+                self._host = None
+
+    async def _serve(self, ready: asyncio.Future[None]) -> None:
+        from contextlib import AsyncExitStack
+
+        from ._engine import Engine
+        from ._engine.changes import Changes
+        from .stores import open_store
+
+        try:
+            async with AsyncExitStack() as stack:
+                spec = self._store_spec
+                store = open_store(spec) if isinstance(spec, str) else spec
+                self._store = await stack.enter_async_context(store)
+                stack.callback(setattr, self, "_store", None)
+                self._changes = Changes()
+                engine = Engine(self, self._store, self._changes)
+                await engine.start()
+                self._engine = engine
+                stack.callback(setattr, self, "_engine", None)
+                ready.set_result(None)
+                assert self._stop_requested is not None
+                await self._stop_requested.wait()
+                await engine.stop(self._shutdown_timeout)
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+                return
+            raise
+
+    def resize(self, workers: int) -> None:
+        """Change how many coroutine executions run at once, while running."""
+        self._workers = check_int("workers", workers, minimum=0)
+        if self._engine is not None:
+            self._engine.resize(self._workers)
+
+    def statistics(self) -> Statistics:
+        """Return a snapshot of the pool."""
+        engine = self._engine
+        return Statistics(
+            node=engine.node.id if engine else None,
+            workers=self._workers,
+            running=engine.running if engine else 0,
+            completed=engine.completed if engine else 0,
+            failed=engine.failed if engine else 0,
+        )
+
+    @property
+    def store(self) -> Store:
+        """The open store.
+
+        :raises RuntimeError: if the runtime is not started
+        """
+        return self._require_store()
+
+    # -- events --------------------------------------------------------------------------
+
+    async def events(
+        self,
+        *,
+        job_id: str | None = None,
+        execution_id: str | None = None,
+        after: int | None = None,
+    ) -> AsyncIterator[Event]:
+        """Yield state, progress and log events live, as they are stored.
+
+        Starts after event ``after`` (a ``seq``; default: now). A stream of one execution
+        ends after its final state; other streams go on until the caller stops iterating.
+        """
+        from ._engine.changes import ANY
+
+        store = self._require_store()
+        cursor = await store.last_seq() if after is None else after
+        while True:
+            batch = await store.events_after(
+                cursor,
+                job_id=job_id,  # type: ignore[arg-type]
+                execution_id=execution_id,  # type: ignore[arg-type]
+                limit=500,
+            )
+            for event in batch:
+                cursor = event.seq
+                yield event
+                if (
+                    execution_id is not None
+                    and isinstance(event, StateChanged)
+                    and event.status in TERMINAL
+                ):
+                    return
+            if len(batch) < 500:
+                await self._changes_wait(ANY)
+
+    # -- for the handles and query objects ------------------------------------------------
+
+    def _require_store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError(
+                "the runtime is not started: use 'async with rt:' or 'await rt.start()'"
+            )
+        return self._store
+
+    def _work_added(self) -> None:
+        if self._engine is not None:
+            self._engine.wake()
+
+    def _notify(self, keys: set[str]) -> None:
+        if self._changes is not None:
+            self._changes.notify(keys)
+
+    async def _changes_wait(self, key: str) -> None:
+        if self._changes is None:
+            raise RuntimeError("the runtime stopped")
+        await self._changes.wait(key, self._poll_interval)
+
+    async def _cancel_local(self, execution_id: str) -> bool:
+        return self._engine is not None and await self._engine.cancel_local(execution_id)
+
+
+def _seconds(value: float | timedelta, name: str, *, positive: bool = False) -> float:
+    seconds = as_seconds(value, name=name, allow_zero=not positive)
+    assert seconds is not None
+    return seconds
+
+
+Runtime.__module__ = "asyncjobs"
+Statistics.__module__ = "asyncjobs"

@@ -1,0 +1,205 @@
+"""Registered tasks: a function plus the defaults its jobs run with."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from asyncjobs_runner._convert import BindError, bind, to_json
+
+from ._backoff import Backoff, as_backoff
+from ._context import Context
+from ._errors import InvalidArguments, UnknownTask
+from ._types import JSON, MODES, WORKER_LOST_POLICIES, as_seconds
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+Hook = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskDef:
+    """A registered task and its defaults."""
+
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+    mode: str = "coroutine"
+    timeout: float | None = None
+    retries: int = 0
+    backoff: Backoff | None = None
+    priority: int = 0
+    category: str = "default"
+    on_worker_lost: str = "retry"
+    crash_limit: int = 3
+    on_complete: Hook | None = None
+    on_terminate: Hook | None = None
+    on_state_change: Hook | None = None
+
+    def bind(
+        self, args: Sequence[JSON], kwargs: Mapping[str, JSON], ctx: Context | None = None
+    ) -> tuple[tuple[object, ...], dict[str, object]]:
+        """Convert and bind JSON arguments to the function's parameters, injecting ``ctx``.
+
+        :raises InvalidArguments: naming the task and the parameter
+        """
+        try:
+            return bind(self.fn, args, kwargs, is_injected=_is_context, injected=ctx)
+        except BindError as exc:
+            raise InvalidArguments(self.name, exc.parameter, exc.problem) from None
+
+
+def _is_context(annotation: object) -> bool:
+    return annotation is Context
+
+
+def default_name(fn: Callable[..., Any]) -> str:
+    """Return ``module:qualname``, the name a task gets unless it is given one."""
+    return f"{fn.__module__}:{fn.__qualname__}"
+
+
+def check_int(name: str, value: object, *, minimum: int | None = None) -> int:
+    """Return ``value`` if it is an int (at least ``minimum``); else raise naming it."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return value
+
+
+def check_category(value: object) -> str:
+    """Return a valid category name (``a/b/c``: non-empty parts)."""
+    if not isinstance(value, str) or not value or any(not p.strip() for p in value.split("/")):
+        raise ValueError(f"category must be a name like 'reports/daily', got {value!r}")
+    return value
+
+
+def check_mode(value: object) -> str:
+    if value not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {value!r}")
+    if value == "process":
+        raise ValueError(
+            "mode='process' is not available in this version yet; use mode='coroutine'"
+        )
+    return str(value)
+
+
+def make_task(
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    mode: str = "coroutine",
+    timeout: float | timedelta | None = None,
+    retries: int = 0,
+    backoff: Backoff | float | timedelta | Callable[[int], float | timedelta] | None = None,
+    priority: int = 0,
+    category: str = "default",
+    on_worker_lost: str = "retry",
+    crash_limit: int = 3,
+    on_complete: Hook | None = None,
+    on_terminate: Hook | None = None,
+    on_state_change: Hook | None = None,
+) -> TaskDef:
+    """Check the options and return the task definition.
+
+    :raises TypeError: if ``fn`` is not a function
+    :raises ValueError: naming the option and its value, if one is invalid
+    """
+    if not callable(fn):
+        raise TypeError(f"a task must be a function, got {fn!r}")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ValueError(f"a task name must be a non-empty string, got {name!r}")
+    if on_worker_lost not in WORKER_LOST_POLICIES:
+        raise ValueError(
+            f"on_worker_lost must be one of {', '.join(WORKER_LOST_POLICIES)}, "
+            f"got {on_worker_lost!r}"
+        )
+    for hook_name, hook in (
+        ("on_complete", on_complete),
+        ("on_terminate", on_terminate),
+        ("on_state_change", on_state_change),
+    ):
+        if hook is not None and not callable(hook):
+            raise ValueError(f"{hook_name} must be a function, got {hook!r}")
+    target = inspect.unwrap(fn)
+    return TaskDef(
+        name=name or default_name(fn),
+        fn=fn,
+        is_async=inspect.iscoroutinefunction(target),
+        mode=check_mode(mode),
+        timeout=as_seconds(timeout, name="timeout", allow_zero=False),
+        retries=check_int("retries", retries, minimum=0),
+        backoff=None if backoff is None else as_backoff(backoff),
+        priority=check_int("priority", priority),
+        category=check_category(category),
+        on_worker_lost=on_worker_lost,
+        crash_limit=check_int("crash_limit", crash_limit, minimum=0),
+        on_complete=on_complete,
+        on_terminate=on_terminate,
+        on_state_change=on_state_change,
+    )
+
+
+class Registry:
+    """The tasks of one runtime, by name and by function."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, TaskDef] = {}
+        self._by_fn: dict[Callable[..., Any], TaskDef] = {}
+
+    def add(self, task: TaskDef) -> None:
+        existing = self._by_name.get(task.name)
+        if existing is not None and existing.fn is not task.fn:
+            raise ValueError(
+                f"a different function is already registered as task {task.name!r}; "
+                "give one of them another name=..."
+            )
+        self._by_name[task.name] = task
+        self._by_fn[task.fn] = task
+
+    def get(self, name: str) -> TaskDef:
+        task = self._by_name.get(name)
+        if task is None:
+            raise UnknownTask(name, tuple(self._by_name))
+        return task
+
+    def resolve(self, task: object) -> TaskDef:
+        """Return the task named by ``task``: a registered function or a registered name.
+
+        :raises UnknownTask: if it is neither
+        """
+        if isinstance(task, str):
+            return self.get(task)
+        found = self._by_fn.get(task) if callable(task) else None
+        if found is None:
+            name = default_name(task) if callable(task) else repr(task)
+            raise UnknownTask(name, tuple(self._by_name))
+        return found
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._by_name)
+
+
+def encode_arguments(
+    task: TaskDef, args: Sequence[object], kwargs: Mapping[str, object] | None
+) -> tuple[tuple[JSON, ...], dict[str, JSON]]:
+    """Return the arguments as JSON, checked against the task's signature.
+
+    :raises InvalidArguments: if a value is not JSON or does not bind and convert
+    """
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise InvalidArguments(task.name, None, f"kwargs must be a mapping, got {kwargs!r}")
+    try:
+        json_args = tuple(to_json(value, path=f"args[{i}]") for i, value in enumerate(args))
+        json_kwargs: dict[str, JSON] = {}
+        for key, value in (kwargs or {}).items():
+            if not isinstance(key, str):
+                raise TypeError(f"keyword names must be strings, got {key!r}")
+            json_kwargs[key] = to_json(value, path=key)
+    except TypeError as exc:
+        raise InvalidArguments(task.name, None, str(exc)) from None
+    task.bind(json_args, json_kwargs)
+    return json_args, json_kwargs

@@ -1,0 +1,83 @@
+"""Small shared types and the conversions done once at the edge: ids, times, durations."""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Literal, NewType, TypeAlias
+
+JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | None
+JobId = NewType("JobId", str)
+ExecutionId = NewType("ExecutionId", str)
+Mode: TypeAlias = Literal["coroutine", "process"]
+WorkerLostPolicy: TypeAlias = Literal["retry", "fail"]
+
+MODES: tuple[Mode, ...] = ("coroutine", "process")
+WORKER_LOST_POLICIES: tuple[WorkerLostPolicy, ...] = ("retry", "fail")
+
+_uuid_lock = threading.Lock()
+_uuid_last = (0, 0)  # (milliseconds, counter) of the last id made in this process
+
+
+def new_id() -> str:
+    """Return a UUIDv7 as text: time-ordered, and strictly increasing within this process.
+
+    The 12 ``rand_a`` bits hold a counter within the millisecond (RFC 9562, method 1), so
+    ``ORDER BY id`` is creation order for ids made here, which the FIFO claim order relies on.
+    """
+    global _uuid_last
+    with _uuid_lock:
+        ms = time.time_ns() // 1_000_000
+        last_ms, counter = _uuid_last
+        if ms <= last_ms:
+            ms, counter = last_ms, counter + 1
+            if counter > 0xFFF:
+                ms, counter = ms + 1, 0
+        else:
+            counter = 0
+        _uuid_last = (ms, counter)
+    rand_b = int.from_bytes(os.urandom(8)) & 0x3FFF_FFFF_FFFF_FFFF
+    value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand_b
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def now() -> float:
+    """Return the wall-clock time as Unix seconds (the stores' time unit)."""
+    return time.time()
+
+
+def to_datetime(seconds: float | None) -> datetime | None:
+    """Return Unix ``seconds`` as an aware UTC datetime (``None`` stays ``None``)."""
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+def from_datetime(value: datetime) -> float:
+    """Return ``value`` as Unix seconds; a naive datetime is taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def as_seconds(
+    value: float | timedelta | None, *, name: str, allow_zero: bool = True
+) -> float | None:
+    """Return a duration given as seconds or a timedelta as float seconds.
+
+    :raises ValueError: naming ``name`` and the value, if it is negative or not a duration
+    """
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ValueError(f"{name} must be seconds or a timedelta, got {value!r}")
+    if math.isnan(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        expected = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {expected} seconds, got {value!r}")
+    return seconds

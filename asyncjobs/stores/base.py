@@ -1,0 +1,360 @@
+"""The store contract: what every store (memory, SQLite, PostgreSQL, yours) must do.
+
+The docstrings of :class:`Store` are the specification; ``tests/stores/test_conformance.py``
+proves it against every store. Times are Unix seconds (``float``) at this layer; the query
+API turns them into aware datetimes.
+
+A store owns all persistent state: jobs, executions, their state history, progress, logs,
+categories and the nodes that run executions. Every method is atomic: it happens whole or not
+at all. Status changes follow :data:`asyncjobs._states.TRANSITIONS`, checked in the same
+statement that writes, and every write that ends or updates a running execution is *fenced*
+on the execution's ``run`` counter (incremented by each claim), so that a late finisher can
+never overwrite a newer outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, Self
+
+from .._states import ExecutionStatus, JobStatus, LogLevel
+
+if TYPE_CHECKING:
+    from .._models import (
+        Category,
+        ErrorInfo,
+        Event,
+        Execution,
+        Job,
+        LogRecord,
+        Page,
+        StepSpec,
+        Transition as Transition,
+    )
+    from .._types import JSON, ExecutionId, JobId
+
+MAX_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewJob:
+    """A job to insert, with the executions its first firing creates."""
+
+    id: JobId
+    name: str
+    category: str
+    schedule: dict[str, JSON]
+    steps: tuple[StepSpec, ...]
+    priority: int
+    shared: dict[str, JSON]
+    key: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewExecution:
+    """An execution to insert: ``queued`` if due at creation, else ``scheduled``."""
+
+    id: ExecutionId
+    job_id: JobId
+    step: int
+    spec: StepSpec
+    priority: int
+    scheduled_for: float
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claim:
+    """A claimed execution, now ``running`` on the claiming node, with what it needs to run."""
+
+    execution: Execution
+    run: int
+    spec: StepSpec
+    shared: dict[str, JSON]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finish:
+    """The end of one run of an execution, written fenced on ``(execution_id, run)``.
+
+    ``status`` is ``completed``, ``failed``, ``cancelled`` or ``retrying``. For ``retrying``,
+    ``retry_at`` is when it becomes ``queued`` again, and ``new_attempt`` says whether the next
+    run is a new attempt (a failure) or the same one again (released at shutdown).
+    ``shared`` holds the keys of the job's shared data that the run wrote; they are merged
+    into the job in the same transaction.
+    """
+
+    execution_id: ExecutionId
+    run: int
+    status: ExecutionStatus
+    at: float
+    result: JSON = None
+    error: ErrorInfo | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+    retry_at: float | None = None
+    new_attempt: bool = True
+    shared: dict[str, JSON] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProgressUpdate:
+    """The latest progress of a running execution (fenced on ``run``)."""
+
+    execution_id: ExecutionId
+    run: int
+    progress: float
+    message: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewLog:
+    """A log line to append."""
+
+    execution_id: ExecutionId
+    job_id: JobId
+    at: float
+    level: LogLevel
+    message: str
+    data: dict[str, JSON] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteBatch:
+    """Writes grouped into one transaction: logs first, then progress, then finishes."""
+
+    logs: Sequence[NewLog] = ()
+    progress: Sequence[ProgressUpdate] = ()
+    finishes: Sequence[Finish] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeInfo:
+    """A runtime that claims executions: a random id per run, where it runs, its heartbeat."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobQuery:
+    """Filters of :meth:`Store.list_jobs`; ``category`` includes its sub-categories."""
+
+    status: JobStatus | None = None
+    category: str | None = None
+    name: str | None = None
+    page: int = 1
+    page_size: int = 50
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionQuery:
+    """Filters of :meth:`Store.list_executions`."""
+
+    job_id: JobId | None = None
+    status: ExecutionStatus | None = None
+    task: str | None = None
+    page: int = 1
+    page_size: int = 50
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogQuery:
+    """Filters of :meth:`Store.list_logs`; ``level`` is the minimum level."""
+
+    execution_id: ExecutionId | None = None
+    job_id: JobId | None = None
+    level: LogLevel | None = None
+    page: int = 1
+    page_size: int = 100
+
+
+class Store(Protocol):
+    """Persistent state of a runtime (see the module docstring for the rules)."""
+
+    url: str
+    """The URL the store was opened from (without secrets)."""
+
+    durable: bool
+    """Whether what is written survives the process (``False`` for the memory store)."""
+
+    async def __aenter__(self) -> Self:
+        """Connect, create or migrate the schema.
+
+        :raises SchemaVersionError: if the schema is newer than this code, or the database is
+            not an asyncjobs store; the database is left untouched
+        :raises StoreError: if the store cannot be opened (not a database, no access)
+        """
+        ...
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Close; every write acknowledged before stays."""
+        ...
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    async def add_job(self, job: NewJob, executions: Sequence[NewExecution]) -> tuple[Job, bool]:
+        """Insert the job, its executions (with a first state event each) and its categories.
+
+        If ``job.key`` is set and a live (active or paused) job has that key, insert nothing
+        and return that job with ``False``; else return the new job with ``True``. The
+        category and each of its parents (``a/b/c`` -> ``a``, ``a/b``) are created if missing.
+        """
+        ...
+
+    async def get_job(self, job_id: JobId) -> Job:
+        """Return the job.
+
+        :raises JobNotFound: if there is no such job
+        """
+        ...
+
+    async def list_jobs(self, query: JobQuery) -> Page[Job]:
+        """Return one page of the matching jobs, newest first."""
+        ...
+
+    async def count_jobs(self, query: JobQuery) -> int:
+        """Return how many jobs match (``page`` and ``page_size`` are ignored)."""
+        ...
+
+    async def set_job_status(
+        self, job_id: JobId, status: JobStatus, at: float
+    ) -> tuple[Job, list[ExecutionId]]:
+        """Move the job to ``status`` and return it with the ids of its running executions.
+
+        ``paused``: only from ``active``; its waiting executions are not claimed until resumed.
+        ``active`` (resume): only from ``paused``. ``stopped``: from any status but
+        ``deleted``; its waiting executions are cancelled in the same transaction and its
+        running ones are marked for cancellation (see :meth:`cancel_requests`).
+        ``deleted``: from any status, with the effects of ``stopped``; the job stays listed
+        with status ``deleted``. Setting the status a job already has changes nothing.
+
+        :raises JobNotFound: if there is no such job
+        :raises ValueError: naming both statuses if the change is not allowed
+        """
+        ...
+
+    # -- executions ----------------------------------------------------------------------
+
+    async def get_execution(self, execution_id: ExecutionId) -> Execution:
+        """Return the execution.
+
+        :raises ExecutionNotFound: if there is no such execution
+        """
+        ...
+
+    async def list_executions(self, query: ExecutionQuery) -> Page[Execution]:
+        """Return one page of the matching executions, newest first."""
+        ...
+
+    async def count_executions(self, query: ExecutionQuery) -> int:
+        """Return how many executions match."""
+        ...
+
+    async def history(self, execution_id: ExecutionId) -> list[Transition]:
+        """Return every status the execution took, oldest first, its first status included.
+
+        :raises ExecutionNotFound: if there is no such execution
+        """
+        ...
+
+    async def claim(self, node: NodeInfo, limit: int, at: float) -> list[Claim]:
+        """Claim up to ``limit`` due executions for ``node``, in claim order.
+
+        First every ``scheduled`` or ``retrying`` execution whose ``scheduled_for <= at``
+        becomes ``queued``. Then up to ``limit`` ``queued`` executions of active jobs are
+        claimed in order of ``priority`` (lower first), then ``scheduled_for``, then id: each
+        becomes ``running`` with ``run`` incremented, ``started_at = at`` and the node's id
+        and pid. No execution is claimed twice, whatever the number of claimers.
+        """
+        ...
+
+    async def next_due(self) -> float | None:
+        """Return the earliest ``scheduled_for`` of the waiting executions, or ``None``."""
+        ...
+
+    async def write(self, batch: WriteBatch) -> list[bool]:
+        """Apply the batch in one transaction and return, per finish, whether it applied.
+
+        Logs are appended (never fenced: they are observations). A progress update applies
+        only while the execution is ``running`` with the same ``run``; it updates the
+        execution and appends a progress event. A finish applies under the same fence, moves
+        the execution to its status (recording the time, result or error, final progress,
+        and ``ended_at`` unless it is ``retrying``), merges ``shared`` into the job, and, when
+        a one-off job has no live execution left, moves an active or paused job to
+        ``finished``. A finish that does not apply changes nothing.
+        """
+        ...
+
+    async def cancel_execution(
+        self, execution_id: ExecutionId, at: float
+    ) -> tuple[Execution, bool]:
+        """Cancel the execution; return it and whether it is running (and so only marked).
+
+        A waiting execution becomes ``cancelled`` at once. A running one is marked: the node
+        running it sees it in :meth:`cancel_requests` and finishes it as ``cancelled``. An
+        ended execution is returned unchanged.
+
+        :raises ExecutionNotFound: if there is no such execution
+        """
+        ...
+
+    async def cancel_requests(self, node_id: str) -> list[tuple[ExecutionId, int]]:
+        """Return ``(execution id, run)`` of the running executions of the node marked to cancel."""
+        ...
+
+    # -- nodes ---------------------------------------------------------------------------
+
+    async def register_node(self, node: NodeInfo) -> None:
+        """Add the node (or refresh it, if its id is known)."""
+        ...
+
+    async def heartbeat(self, node_id: str, at: float) -> bool:
+        """Record that the node is alive at ``at``; return ``False`` if its row is gone."""
+        ...
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        """Return every registered node."""
+        ...
+
+    async def recover_node(self, node_id: str, at: float) -> list[Execution]:
+        """Take back the running executions of a dead node, then remove the node.
+
+        Each running execution of the node is finished per its step's policy: ``cancelled``
+        if it was marked to cancel; else, with ``on_worker_lost = "retry"`` and fewer crashes
+        than ``crash_limit``, ``retrying`` (due at ``at``, as a new attempt); else ``failed``
+        with an error of type ``WorkerLost`` that names the node. A warning log line says what
+        was done. Return the executions as they are after recovery.
+        """
+        ...
+
+    # -- logs, events, categories ---------------------------------------------------------
+
+    async def list_logs(self, query: LogQuery) -> Page[LogRecord]:
+        """Return one page of the matching log lines, oldest first."""
+        ...
+
+    async def events_after(
+        self,
+        seq: int,
+        *,
+        job_id: JobId | None = None,
+        execution_id: ExecutionId | None = None,
+        limit: int = 500,
+    ) -> list[Event]:
+        """Return up to ``limit`` events with a sequence number above ``seq``, in order."""
+        ...
+
+    async def last_seq(self) -> int:
+        """Return the sequence number of the newest event (0 if there is none)."""
+        ...
+
+    async def list_categories(self) -> list[Category]:
+        """Return every category, by name, with its count of jobs that are not deleted."""
+        ...

@@ -1,0 +1,545 @@
+"""The memory store: the reference implementation of :class:`~asyncjobs.stores.base.Store`.
+
+Everything lives in this process's dicts and heaps and is lost when it exits: it is **not
+durable**, and meant for tests, notebooks and throw-away work. It is the executable statement
+of the contract, not a mock: every other store must behave as it does.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Self
+
+from .._errors import ExecutionNotFound, JobNotFound
+from .._models import (
+    Category,
+    ErrorInfo,
+    Event,
+    Execution,
+    Job,
+    LogRecord,
+    LogWritten,
+    Page,
+    ProgressReported,
+    StateChanged,
+    StepSpec,
+    Transition,
+)
+from .._states import (
+    TERMINAL,
+    WAITING,
+    ExecutionStatus,
+    JobStatus,
+    LogLevel,
+    check_transition,
+)
+from .._types import to_datetime
+from . import _common
+from .base import (
+    Claim,
+    ExecutionQuery,
+    JobQuery,
+    LogQuery,
+    NewExecution,
+    NewJob,
+    NewLog,
+    NodeInfo,
+    WriteBatch,
+)
+
+if TYPE_CHECKING:
+    from .._types import JSON, ExecutionId, JobId
+
+_S = ExecutionStatus
+
+
+@dataclass(slots=True, kw_only=True)
+class _Exec:
+    id: ExecutionId
+    job_id: JobId
+    step: int
+    spec: StepSpec
+    status: ExecutionStatus
+    priority: int
+    created_at: float
+    scheduled_for: float
+    attempt: int = 1
+    run: int = 0
+    crashes: int = 0
+    progress: float = 0.0
+    progress_message: str = ""
+    result: JSON = None
+    error: ErrorInfo | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    node: str | None = None
+    pid: int | None = None
+    cancel_requested: bool = False
+    history: list[Transition] = field(default_factory=list)
+
+    def snapshot(self) -> Execution:
+        return Execution(
+            id=self.id,
+            job_id=self.job_id,
+            step=self.step,
+            task=self.spec.task,
+            args=self.spec.args,
+            kwargs=self.spec.kwargs,
+            attempt=self.attempt,
+            status=self.status,
+            priority=self.priority,
+            progress=self.progress,
+            progress_message=self.progress_message,
+            result=self.result,
+            error=self.error,
+            created_at=_dt(self.created_at),
+            scheduled_for=_dt(self.scheduled_for),
+            started_at=to_datetime(self.started_at),
+            ended_at=to_datetime(self.ended_at),
+            node=self.node,
+            pid=self.pid,
+        )
+
+
+def _dt(seconds: float) -> datetime:
+    value = to_datetime(seconds)
+    assert value is not None
+    return value
+
+
+class MemoryStore:
+    """A store in this process's memory (not durable)."""
+
+    durable = False
+
+    def __init__(self) -> None:
+        self.url = "memory://"
+        self._jobs: dict[JobId, Job] = {}
+        self._job_order: list[JobId] = []
+        self._job_execs: dict[JobId, list[ExecutionId]] = {}
+        self._execs: dict[ExecutionId, _Exec] = {}
+        self._queued: list[tuple[int, float, str]] = []  # heap: claim order
+        self._waiting: list[tuple[float, str]] = []  # heap: (scheduled_for, id)
+        self._events: list[Event] = []
+        self._categories: dict[str, float] = {}
+        self._nodes: dict[str, NodeInfo] = {}
+        self._live_keys: dict[str, JobId] = {}
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _event(self, make: type[Event], **fields: object) -> None:
+        self._events.append(make(seq=len(self._events) + 1, **fields))  # type: ignore[arg-type]
+
+    def _move(self, row: _Exec, to: ExecutionStatus, at: float) -> None:
+        check_transition(row.status, to)
+        row.status = to
+        row.history.append(Transition(status=to, at=to_datetime(at)))  # type: ignore[arg-type]
+        self._event(
+            StateChanged, at=to_datetime(at), job_id=row.job_id, execution_id=row.id, status=to
+        )
+        if to == _S.QUEUED:
+            heapq.heappush(self._queued, (row.priority, row.scheduled_for, row.id))
+        elif to in WAITING:
+            heapq.heappush(self._waiting, (row.scheduled_for, row.id))
+
+    def _log(self, row: _Exec, at: float, level: LogLevel, message: str) -> None:
+        self._event(
+            LogWritten,
+            at=to_datetime(at),
+            job_id=row.job_id,
+            execution_id=row.id,
+            level=level,
+            message=message,
+            data={},
+        )
+
+    def _exec(self, execution_id: ExecutionId) -> _Exec:
+        row = self._execs.get(execution_id)
+        if row is None:
+            raise ExecutionNotFound(execution_id)
+        return row
+
+    def _set_job(self, job: Job, **changes: object) -> Job:
+        updated = replace(job, **changes)  # type: ignore[arg-type]
+        self._jobs[job.id] = updated
+        if job.key is not None and updated.status not in (JobStatus.ACTIVE, JobStatus.PAUSED):
+            if self._live_keys.get(job.key) == job.id:
+                del self._live_keys[job.key]
+        return updated
+
+    def _maybe_finish_job(self, job_id: JobId, at: float) -> None:
+        job = self._jobs[job_id]
+        if job.status not in (JobStatus.ACTIVE, JobStatus.PAUSED):
+            return
+        if _common.schedule_kind(job.schedule) != "once":
+            return
+        if all(self._execs[e].status in TERMINAL for e in self._job_execs[job_id]):
+            self._set_job(job, status=JobStatus.FINISHED, updated_at=to_datetime(at))
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    async def add_job(self, job: NewJob, executions: Sequence[NewExecution]) -> tuple[Job, bool]:
+        if job.key is not None and job.key in self._live_keys:
+            return self._jobs[self._live_keys[job.key]], False
+        created = to_datetime(job.created_at)
+        record = Job(
+            id=job.id,
+            name=job.name,
+            category=job.category,
+            status=JobStatus.ACTIVE,
+            schedule=job.schedule,
+            steps=job.steps,
+            priority=job.priority,
+            shared=dict(job.shared),
+            key=job.key,
+            created_at=created,  # type: ignore[arg-type]
+            updated_at=created,  # type: ignore[arg-type]
+        )
+        self._jobs[job.id] = record
+        self._job_order.append(job.id)
+        self._job_execs[job.id] = []
+        if job.key is not None:
+            self._live_keys[job.key] = job.id
+        for name in _common.category_chain(job.category):
+            self._categories.setdefault(name, job.created_at)
+        for new in executions:
+            self._insert_execution(new)
+        return record, True
+
+    def _insert_execution(self, new: NewExecution) -> None:
+        status = _S.QUEUED if new.scheduled_for <= new.created_at else _S.SCHEDULED
+        row = _Exec(
+            id=new.id,
+            job_id=new.job_id,
+            step=new.step,
+            spec=new.spec,
+            status=status,
+            priority=new.priority,
+            created_at=new.created_at,
+            scheduled_for=new.scheduled_for,
+        )
+        self._execs[new.id] = row
+        self._job_execs[new.job_id].append(new.id)
+        row.history.append(Transition(status=status, at=_dt(new.created_at)))
+        self._event(
+            StateChanged,
+            at=to_datetime(new.created_at),
+            job_id=row.job_id,
+            execution_id=row.id,
+            status=status,
+        )
+        if status == _S.QUEUED:
+            heapq.heappush(self._queued, (row.priority, row.scheduled_for, row.id))
+        else:
+            heapq.heappush(self._waiting, (row.scheduled_for, row.id))
+
+    async def get_job(self, job_id: JobId) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    def _match_jobs(self, query: JobQuery) -> list[Job]:
+        prefix = None if query.category is None else query.category + "/"
+        return [
+            job
+            for job in map(self._jobs.__getitem__, reversed(self._job_order))
+            if (query.status is None or job.status == query.status)
+            and (query.name is None or job.name == query.name)
+            and (
+                query.category is None
+                or job.category == query.category
+                or job.category.startswith(prefix)  # type: ignore[arg-type]
+            )
+        ]
+
+    async def list_jobs(self, query: JobQuery) -> Page[Job]:
+        limit, offset = _common.page_bounds(query.page, query.page_size)
+        jobs = self._match_jobs(query)
+        return Page(
+            items=tuple(jobs[offset : offset + limit]),
+            page=query.page,
+            page_size=query.page_size,
+            total=len(jobs),
+        )
+
+    async def count_jobs(self, query: JobQuery) -> int:
+        return len(self._match_jobs(query))
+
+    async def set_job_status(
+        self, job_id: JobId, status: JobStatus, at: float
+    ) -> tuple[Job, list[ExecutionId]]:
+        job = await self.get_job(job_id)
+        running: list[ExecutionId] = []
+        if not _common.check_job_move(job_id, job.status, status):
+            return job, running
+        if status in (JobStatus.STOPPED, JobStatus.DELETED):
+            for eid in self._job_execs[job_id]:
+                row = self._execs[eid]
+                if row.status in WAITING:
+                    row.ended_at = at
+                    self._move(row, _S.CANCELLED, at)
+                elif row.status == _S.RUNNING:
+                    row.cancel_requested = True
+                    running.append(eid)
+        job = self._set_job(job, status=status, updated_at=to_datetime(at))
+        return job, running
+
+    # -- executions ----------------------------------------------------------------------
+
+    async def get_execution(self, execution_id: ExecutionId) -> Execution:
+        return self._exec(execution_id).snapshot()
+
+    def _match_execs(self, query: ExecutionQuery) -> list[_Exec]:
+        if query.job_id is not None:
+            ids: Sequence[ExecutionId] = self._job_execs.get(query.job_id, [])
+        else:
+            ids = list(self._execs)
+        return [
+            row
+            for row in map(self._execs.__getitem__, reversed(ids))
+            if (query.status is None or row.status == query.status)
+            and (query.task is None or row.spec.task == query.task)
+        ]
+
+    async def list_executions(self, query: ExecutionQuery) -> Page[Execution]:
+        limit, offset = _common.page_bounds(query.page, query.page_size)
+        rows = self._match_execs(query)
+        return Page(
+            items=tuple(row.snapshot() for row in rows[offset : offset + limit]),
+            page=query.page,
+            page_size=query.page_size,
+            total=len(rows),
+        )
+
+    async def count_executions(self, query: ExecutionQuery) -> int:
+        return len(self._match_execs(query))
+
+    async def history(self, execution_id: ExecutionId) -> list[Transition]:
+        return list(self._exec(execution_id).history)
+
+    def _promote(self, at: float) -> None:
+        while self._waiting and self._waiting[0][0] <= at:
+            _, eid = heapq.heappop(self._waiting)
+            row = self._execs[eid]  # type: ignore[index]
+            if row.status in (_S.SCHEDULED, _S.RETRYING) and row.scheduled_for <= at:
+                self._move(row, _S.QUEUED, at)
+
+    async def claim(self, node: NodeInfo, limit: int, at: float) -> list[Claim]:
+        self._promote(at)
+        claims: list[Claim] = []
+        held: list[tuple[int, float, str]] = []
+        while self._queued and len(claims) < limit:
+            entry = heapq.heappop(self._queued)
+            row = self._execs[entry[2]]  # type: ignore[index]
+            if row.status != _S.QUEUED or (row.priority, row.scheduled_for) != entry[:2]:
+                continue  # stale heap entry: the row moved on since it was pushed
+            job = self._jobs[row.job_id]
+            if job.status != JobStatus.ACTIVE:
+                held.append(entry)  # paused: keep it queued for when the job resumes
+                continue
+            row.run += 1
+            row.started_at = at
+            row.ended_at = None
+            row.node = node.id
+            row.pid = node.pid
+            row.cancel_requested = False
+            self._move(row, _S.RUNNING, at)
+            claims.append(
+                Claim(execution=row.snapshot(), run=row.run, spec=row.spec, shared=dict(job.shared))
+            )
+        for entry in held:
+            heapq.heappush(self._queued, entry)
+        return claims
+
+    async def next_due(self) -> float | None:
+        while self._waiting:
+            when, eid = self._waiting[0]
+            row = self._execs[eid]  # type: ignore[index]
+            if row.status in (_S.SCHEDULED, _S.RETRYING) and row.scheduled_for == when:
+                return when
+            heapq.heappop(self._waiting)
+        return None
+
+    async def write(self, batch: WriteBatch) -> list[bool]:
+        for log in batch.logs:
+            self._append_log(log)
+        for update in batch.progress:
+            row = self._execs.get(update.execution_id)
+            if row is None or row.status != _S.RUNNING or row.run != update.run:
+                continue
+            row.progress = update.progress
+            row.progress_message = update.message
+            self._event(
+                ProgressReported,
+                at=to_datetime(update.at),
+                job_id=row.job_id,
+                execution_id=row.id,
+                progress=update.progress,
+                message=update.message,
+            )
+        applied: list[bool] = []
+        for finish in batch.finishes:
+            row = self._execs.get(finish.execution_id)
+            if row is None or row.status != _S.RUNNING or row.run != finish.run:
+                applied.append(False)
+                continue
+            if finish.progress is not None:
+                row.progress = finish.progress
+            if finish.progress_message is not None:
+                row.progress_message = finish.progress_message
+            row.result = finish.result
+            row.error = finish.error
+            if finish.status == _S.RETRYING:
+                row.scheduled_for = finish.at if finish.retry_at is None else finish.retry_at
+                if finish.new_attempt:
+                    row.attempt += 1
+            else:
+                row.ended_at = finish.at
+            if finish.shared:
+                job = self._jobs[row.job_id]
+                self._set_job(job, shared={**job.shared, **finish.shared})
+            self._move(row, finish.status, finish.at)
+            self._maybe_finish_job(row.job_id, finish.at)
+            applied.append(True)
+        return applied
+
+    def _append_log(self, log: NewLog) -> None:
+        self._event(
+            LogWritten,
+            at=to_datetime(log.at),
+            job_id=log.job_id,
+            execution_id=log.execution_id,
+            level=log.level,
+            message=log.message,
+            data=log.data,
+        )
+
+    async def cancel_execution(
+        self, execution_id: ExecutionId, at: float
+    ) -> tuple[Execution, bool]:
+        row = self._exec(execution_id)
+        if row.status in WAITING:
+            row.ended_at = at
+            self._move(row, _S.CANCELLED, at)
+            self._maybe_finish_job(row.job_id, at)
+        elif row.status == _S.RUNNING:
+            row.cancel_requested = True
+            return row.snapshot(), True
+        return row.snapshot(), False
+
+    async def cancel_requests(self, node_id: str) -> list[tuple[ExecutionId, int]]:
+        return [
+            (row.id, row.run)
+            for row in self._execs.values()
+            if row.status == _S.RUNNING and row.node == node_id and row.cancel_requested
+        ]
+
+    # -- nodes ---------------------------------------------------------------------------
+
+    async def register_node(self, node: NodeInfo) -> None:
+        self._nodes[node.id] = node
+
+    async def heartbeat(self, node_id: str, at: float) -> bool:
+        node = self._nodes.get(node_id)
+        if node is None:
+            return False
+        self._nodes[node_id] = replace(node, heartbeat_at=at)
+        return True
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        return list(self._nodes.values())
+
+    async def recover_node(self, node_id: str, at: float) -> list[Execution]:
+        recovered: list[Execution] = []
+        for row in list(self._execs.values()):
+            if row.status != _S.RUNNING or row.node != node_id:
+                continue
+            row.crashes += 1
+            status, error, message = _common.lost_worker_outcome(
+                row.spec, row.crashes, row.cancel_requested, node_id
+            )
+            self._log(row, at, LogLevel.WARN, message)
+            row.error = error
+            if status == _S.RETRYING:
+                row.scheduled_for = at
+                row.attempt += 1
+            else:
+                row.ended_at = at
+            self._move(row, status, at)
+            self._maybe_finish_job(row.job_id, at)
+            recovered.append(row.snapshot())
+        self._nodes.pop(node_id, None)
+        return recovered
+
+    # -- logs, events, categories ---------------------------------------------------------
+
+    async def list_logs(self, query: LogQuery) -> Page[LogRecord]:
+        limit, offset = _common.page_bounds(query.page, query.page_size)
+        level = query.level
+        if query.execution_id is not None and query.execution_id not in self._execs:
+            raise ExecutionNotFound(query.execution_id)
+        rows = [
+            LogRecord(
+                execution_id=e.execution_id,
+                job_id=e.job_id,
+                seq=e.seq,
+                at=e.at,
+                level=e.level,
+                message=e.message,
+                data=e.data,
+            )
+            for e in self._events
+            if isinstance(e, LogWritten)
+            and (query.execution_id is None or e.execution_id == query.execution_id)
+            and (query.job_id is None or e.job_id == query.job_id)
+            and (level is None or e.level >= level)
+        ]
+        return Page(
+            items=tuple(rows[offset : offset + limit]),
+            page=query.page,
+            page_size=query.page_size,
+            total=len(rows),
+        )
+
+    async def events_after(
+        self,
+        seq: int,
+        *,
+        job_id: JobId | None = None,
+        execution_id: ExecutionId | None = None,
+        limit: int = 500,
+    ) -> list[Event]:
+        start = bisect_right(self._events, seq, key=lambda e: e.seq)
+        out: list[Event] = []
+        for event in self._events[start:]:
+            if (job_id is None or event.job_id == job_id) and (
+                execution_id is None or event.execution_id == execution_id
+            ):
+                out.append(event)
+                if len(out) >= limit:
+                    break
+        return out
+
+    async def last_seq(self) -> int:
+        return len(self._events)
+
+    async def list_categories(self) -> list[Category]:
+        counts: dict[str, int] = dict.fromkeys(self._categories, 0)
+        for job in self._jobs.values():
+            if job.status != JobStatus.DELETED:
+                counts[job.category] = counts.get(job.category, 0) + 1
+        return [Category(name=name, jobs=counts[name]) for name in sorted(counts)]
+
+
+MemoryStore.__module__ = "asyncjobs.stores"

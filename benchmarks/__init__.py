@@ -1,0 +1,1 @@
+"""asyncjobs benchmarks: run with ``just bench`` (``python -m benchmarks``)."""

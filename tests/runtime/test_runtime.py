@@ -1,0 +1,714 @@
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import anyio
+import pytest
+
+import asyncjobs as aj
+from asyncjobs import ExecutionStatus as S
+
+pytestmark = pytest.mark.anyio
+
+
+def make_runtime(store_url: str, **options: object) -> aj.Runtime:
+    options.setdefault("workers", 4)
+    options.setdefault("poll_interval", 0.05)
+    options.setdefault("progress_interval", 0.01)
+    options.setdefault("shutdown_timeout", 5)
+    return aj.Runtime(store_url, **options)  # type: ignore[arg-type]
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+@dataclass
+class Point:
+    x: int
+    y: float
+    when: datetime
+
+
+async def test_once_runs_an_async_task_and_returns_its_result(store_url: str) -> None:
+    rt = make_runtime(store_url)
+
+    @rt.task
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    async with rt:
+        job = await rt.once(add, 2, 3)
+        with anyio.fail_after(5):
+            assert await job.result() == 5
+        await job.refresh()
+        assert job.status == aj.JobStatus.FINISHED
+        ex = await job.wait()
+        assert ex.status == S.COMPLETED
+        assert ex.attempt == 1
+        assert ex.started_at is not None and ex.ended_at is not None
+        assert [t.status for t in await rt.executions.history(ex.id)] == [
+            S.QUEUED,
+            S.RUNNING,
+            S.COMPLETED,
+        ]
+
+
+async def test_sync_task_runs_in_a_thread_and_reports(store_url: str) -> None:
+    rt = make_runtime(store_url)
+    threads: list[int] = []
+
+    @rt.task(name="crunch")
+    def crunch(ctx: aj.Context, n: int) -> int:
+        threads.append(threading.get_ident())
+        ctx.progress(50, "half way")
+        ctx.log.info("crunching %d", n, size=n)
+        return n * 2
+
+    async with rt:
+        job = await rt.once("crunch", 21)
+        with anyio.fail_after(5):
+            assert await job.result() == 42
+        ex = await job.wait()
+        assert threads and threads[0] != threading.get_ident()
+        assert ex.progress == 50 and ex.progress_message == "half way"
+        logs = await rt.logs.list(execution_id=ex.id)
+        assert [(r.level, r.message, r.data) for r in logs.items] == [
+            (aj.LogLevel.INFO, "crunching 21", {"size": 21})
+        ]
+
+
+async def test_arguments_are_converted_to_annotated_types(store_url: str) -> None:
+    rt = make_runtime(store_url)
+    seen: list[object] = []
+
+    @rt.task
+    async def typed(
+        ctx: aj.Context,
+        when: datetime,
+        delay: timedelta,
+        ident: UUID,
+        color: Color,
+        point: Point,
+        points: list[Point],
+        flags: dict[str, bool],
+    ) -> str:
+        seen.extend([ctx.attempt, when, delay, ident, color, point, points, flags])
+        return "ok"
+
+    when = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    ident = UUID("12345678-1234-5678-1234-567812345678")
+    point = Point(x=1, y=2.5, when=when)
+    async with rt:
+        job = await rt.once(
+            typed,
+            when,
+            timedelta(seconds=90),
+            ident,
+            Color.BLUE,
+            point,
+            kwargs={"points": [point], "flags": {"a": True}},
+        )
+        with anyio.fail_after(5):
+            assert await job.result() == "ok"
+    assert seen == [1, when, timedelta(seconds=90), ident, Color.BLUE, point, [point], {"a": True}]
+
+
+async def test_bad_arguments_are_refused_at_creation_and_nothing_is_stored(
+    store_url: str,
+) -> None:
+    rt = make_runtime(store_url)
+
+    @rt.task
+    async def need(ctx: aj.Context, count: int, label: str = "x") -> None:
+        return None
+
+    async with rt:
+        with pytest.raises(aj.InvalidArguments, match="'count'") as info:
+            await rt.once(need, "many")
+        assert info.value.parameter == "count"
+        with pytest.raises(aj.InvalidArguments, match="'count'"):
+            await rt.once(need)
+        with pytest.raises(aj.InvalidArguments, match="unexpected"):
+            await rt.once(need, 1, kwargs={"colour": "red"})
+        with pytest.raises(aj.InvalidArguments, match="set"):
+            await rt.once(need, 1, kwargs={"label": {1, 2}})
+        with pytest.raises(aj.InvalidArguments, match="ctx"):
+            await rt.once(need, 1, kwargs={"ctx": 3})
+        with pytest.raises(aj.UnknownTask, match="'nope'"):
+            await rt.once("nope")
+
+        async def unregistered() -> None: ...
+
+        with pytest.raises(aj.UnknownTask, match="unregistered"):
+            await rt.once(unregistered)
+        assert await rt.jobs.count() == 0
+        assert await rt.executions.count() == 0
+
+
+async def test_non_json_result_fails_naming_the_type(store_url: str) -> None:
+    rt = make_runtime(store_url)
+
+    @rt.task
+    async def odd() -> object:
+        return {1, 2}
+
+    async with rt:
+        job = await rt.once(odd)
+        with anyio.fail_after(5), pytest.raises(aj.ExecutionFailed, match="set") as info:
+            await job.result()
+        assert info.value.error is not None
+        assert "not JSON" in info.value.error.message
+
+
+async def test_progress_is_validated_at_the_call(store_url: str) -> None:
+    rt = make_runtime(store_url)
+    errors: list[str] = []
+
+    @rt.task
+    async def report(ctx: aj.Context) -> None:
+        for bad in (101, -1, float("nan"), "50", True):
+            try:
+                ctx.progress(bad)  # type: ignore[arg-type]
+            except ValueError as exc:
+                errors.append(str(exc))
+        ctx.progress(100, "done")
+
+    async with rt:
+        job = await rt.once(report)
+        with anyio.fail_after(5):
+            await job.result()
+        ex = await job.wait()
+        assert ex.progress == 100 and ex.progress_message == "done"
+    assert len(errors) == 5
+    assert "101" in errors[0] and "from 0 to 100" in errors[0]
+
+
+async def test_retries_follow_the_backoff_then_succeed(store_url: str) -> None:
+    rt = make_runtime(store_url)
+    attempts: list[int] = []
+
+    @rt.task(retries=3, backoff=aj.Backoff.fixed(0.01))
+    async def flaky(ctx: aj.Context) -> int:
+        attempts.append(ctx.attempt)
+        if ctx.attempt < 3:
+            raise ConnectionError(f"boom {ctx.attempt}")
+        return ctx.attempt
+
+    async with rt:
+        job = await rt.once(flaky)
+        with anyio.fail_after(5):
+            assert await job.result() == 3
+        ex = await job.wait()
+        statuses = [t.status for t in await rt.executions.history(ex.id)]
+        assert statuses == [
+            S.QUEUED,
+            S.RUNNING,
+            S.RETRYING,
+            S.QUEUED,
+            S.RUNNING,
+            S.RETRYING,
+            S.QUEUED,
+            S.RUNNING,
+            S.COMPLETED,
+        ]
+        warnings = await rt.logs.list(execution_id=ex.id, level="warn")
+        assert len(warnings.items) == 2
+        assert "ConnectionError: boom 1" in warnings.items[0].message
+    assert attempts == [1, 2, 3]
+
+
+async def test_retries_exhausted_fail_with_the_remote_error(store_url: str) -> None:
+    rt = make_runtime(store_url)
+
+    @rt.task(retries=1, backoff=0)
+    async def always() -> None:
+        raise KeyError("missing-thing")
+
+    async with rt:
+        job = await rt.once(always)
+        with anyio.fail_after(5), pytest.raises(aj.ExecutionFailed) as info:
+            await job.result()
+        error = info.value.error
+        assert error is not None and error.type == "KeyError"
+        assert "missing-thing" in error.message
+        assert "raise KeyError" in error.traceback
+        assert info.value.execution.attempt == 2
+
+
+async def test_timeout_fails_with_execution_timeout_and_counts_for_retries(
+    store_url: str,
+) -> None:
+    rt = make_runtime(store_url)
+    calls: list[int] = []
+
+    @rt.task(timeout=0.05, retries=1, backoff=0)
+    async def slow(ctx: aj.Context) -> None:
+        calls.append(ctx.attempt)
+        await anyio.sleep(10)
+
+    async with rt:
+        job = await rt.once(slow)
+        with anyio.fail_after(5), pytest.raises(aj.ExecutionTimeout, match="timeout"):
+            await job.result()
+    assert calls == [1, 2]
+
+
+async def test_cancel_a_queued_and_a_running_execution(store_url: str) -> None:
+    rt = make_runtime(store_url)
+    started = anyio.Event()
+    cancelled = anyio.Event()
+
+    @rt.task
+    async def forever() -> None:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            cancelled.set()
+            raise
+
+    async with rt:
+        later = await rt.once(forever, after=3600)
+        (waiting,) = await later.executions()
+        assert waiting.status == S.SCHEDULED
+        ex = await rt.executions.cancel(waiting.id)
+        assert ex.status == S.CANCELLED
+
+        job = await rt.once(forever)
+        with anyio.fail_after(5):
+            await started.wait()
+        (running,) = await job.executions()
+        ex = await rt.executions.cancel(running.id)
+        assert cancelled.is_set()
+        assert ex.status == S.CANCELLED
+        with pytest.raises(aj.ExecutionCancelled):
+            await job.result()
+        await job.refresh()
+        assert job.status == aj.JobStatus.FINISHED
+
+
+async def test_stop_and_destroy_cancel_live_executions(store_url: str) -> None:
+    rt = make_runtime(store_url)
+    started = anyio.Event()
+
+    @rt.task
+    async def forever() -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    async with rt:
+        job = rt.job("pair").add(forever).add(forever)
+        await job.push()
+        with anyio.fail_after(5):
+            await started.wait()
+        stopped = await rt.jobs.stop(job.id)
+        assert stopped.status == aj.JobStatus.STOPPED
+        with anyio.fail_after(5):
+            await job.wait()
+        assert {e.status for e in await job.executions()} == {S.CANCELLED}
+        deleted = await rt.jobs.destroy(job.id)
+        assert deleted.status == aj.JobStatus.DELETED
+        assert (await rt.jobs.get(job.id)).status == aj.JobStatus.DELETED
+
+
+async def test_pause_holds_executions_until_resume(store_url: str) -> None:
+    rt = make_runtime(store_url)
+
+    @rt.task
+    async def noop() -> str:
+        return "ran"
+
+    async with rt:
+        job = await rt.once(noop, after=0.2)
+        await rt.jobs.pause(job.id)
+        await anyio.sleep(0.4)  # the due time passes while paused: it must not run
+        (ex,) = await job.executions()
+        assert ex.status in (S.SCHEDULED, S.QUEUED)
+        await rt.jobs.resume(job.id)
+        with anyio.fail_after(5):
+            assert await job.result() == "ran"
+
+
+async def test_priority_lower_runs_first_fifo_within(store_url: str) -> None:
+    rt = make_runtime(store_url, workers=1)
+    gate = anyio.Event()
+    order: list[str] = []
+
+    @rt.task
+    async def block() -> None:
+        await gate.wait()
+
+    @rt.task
+    async def mark(label: str) -> None:
+        order.append(label)
+
+    async with rt:
+        blocker = await rt.once(block)
+        with anyio.fail_after(5):
+            while (await blocker.executions())[0].status != S.RUNNING:
+                await anyio.sleep(0.01)
+        jobs = [
+            await rt.once(mark, "low-a", priority=5),
+            await rt.once(mark, "high-a", priority=-1),
+            await rt.once(mark, "mid", priority=0),
+            await rt.once(mark, "high-b", priority=-1),
+            await rt.once(mark, "low-b", priority=5),
+        ]
+        gate.set()
+        with anyio.fail_after(5):
+            for job in jobs:
+                await job.wait()
+    assert order == ["high-a", "high-b", "mid", "low-a", "low-b"]
+
+
+async def test_idempotency_key_returns_the_live_job(store_url: str) -> None:
+    rt = make_runtime(store_url, workers=0)
+
+    @rt.task
+    async def noop() -> None: ...
+
+    async with rt:
+        first = await rt.once(noop, key="report-2024-05", after=60)
+        second = await rt.once(noop, key="report-2024-05", after=60)
+        assert second.id == first.id
+        assert await rt.jobs.count() == 1
+        await rt.jobs.stop(first.id)
+        third = await rt.once(noop, key="report-2024-05")
+        assert third.id != first.id
+
+
+async def test_hooks_per_task_and_per_runtime(store_url: str) -> None:
+    seen: list[tuple[str, object]] = []
+
+    def runtime_complete(ex: aj.Execution, result: object) -> None:
+        seen.append(("rt-complete", result))
+
+    def runtime_state(ex: aj.Execution, status: aj.ExecutionStatus) -> None:
+        seen.append(("state", status.value))
+
+    rt = make_runtime(store_url, on_complete=runtime_complete, on_state_change=runtime_state)
+
+    async def forgive(ex: aj.Execution, error: BaseException | None) -> BaseException | None:
+        seen.append(("terminate", type(error).__name__))
+        return None if isinstance(error, LookupError) else error
+
+    def translate(ex: aj.Execution, error: BaseException | None) -> BaseException | None:
+        return RuntimeError(f"translated {type(error).__name__}")
+
+    @rt.task(on_terminate=forgive, on_complete=lambda ex, r: seen.append(("task-complete", r)))
+    async def soft() -> None:
+        raise LookupError("not really an error")
+
+    @rt.task(on_terminate=translate)
+    async def hard() -> None:
+        raise ValueError("x")
+
+    async with rt:
+        with anyio.fail_after(5):
+            assert await (await rt.once(soft)).result() is None
+            with pytest.raises(aj.ExecutionFailed, match="translated ValueError") as info:
+                await (await rt.once(hard)).result()
+    assert info.value.error is not None and info.value.error.type == "RuntimeError"
+    assert ("terminate", "LookupError") in seen
+    assert ("task-complete", None) in seen and ("rt-complete", None) in seen
+    states = [value for kind, value in seen if kind == "state"]
+    assert states == ["running", "completed", "running", "failed"]
+
+
+async def test_events_stream_state_progress_and_logs_live(store_url: str) -> None:
+    rt = make_runtime(store_url)
+    go = anyio.Event()
+
+    @rt.task
+    async def talk(ctx: aj.Context) -> None:
+        await go.wait()
+        ctx.log.warning("careful")
+        ctx.progress(40, "forty")
+        await anyio.sleep(0.05)
+        ctx.progress(90, "ninety")
+
+    async with rt:
+        job = await rt.once(talk)
+        (ex,) = await job.executions()
+        events: list[aj.Event] = []
+        with anyio.fail_after(5):
+            stream = rt.events(execution_id=ex.id, after=0)
+            go.set()
+            events.extend([event async for event in stream])
+    kinds = [
+        (type(e).__name__, getattr(e, "status", None) or getattr(e, "message", None))
+        for e in events
+    ]
+    assert kinds[0] == ("StateChanged", S.QUEUED)
+    assert ("LogWritten", "careful") in kinds
+    assert ("ProgressReported", "forty") in kinds or ("ProgressReported", "ninety") in kinds
+    assert kinds[-1] == ("StateChanged", S.COMPLETED)
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+
+
+async def test_stdlib_logging_inside_a_task_is_captured(store_url: str) -> None:
+    rt = make_runtime(store_url)
+
+    @rt.task
+    def legacy() -> None:
+        logging.getLogger("legacy.module").warning("disk at %d%%", 91)
+
+    async with rt:
+        job = await rt.once(legacy)
+        with anyio.fail_after(5):
+            ex = await job.wait()
+        logs = await rt.logs.list(execution_id=ex.id)
+        assert [(r.level, r.message, r.data["logger"]) for r in logs.items] == [
+            (aj.LogLevel.WARN, "disk at 91%", "legacy.module")
+        ]
+
+
+async def test_all_seven_levels_and_level_filter(store_url: str) -> None:
+    rt = make_runtime(store_url)
+
+    @rt.task
+    async def chatty(ctx: aj.Context) -> None:
+        for name in ("trace", "debug", "info", "warn", "error", "fatal", "panic"):
+            getattr(ctx.log, name)(name)
+
+    async with rt:
+        ex = await (await rt.once(chatty)).wait()
+        every = await rt.logs.list(execution_id=ex.id)
+        assert [r.message for r in every.items] == [
+            "trace",
+            "debug",
+            "info",
+            "warn",
+            "error",
+            "fatal",
+            "panic",
+        ]
+        severe = await rt.logs.list(execution_id=ex.id, level="error")
+        assert [r.message for r in severe.items] == ["error", "fatal", "panic"]
+        with pytest.raises(ValueError, match="unknown log level 'loud'"):
+            await rt.logs.list(level="loud")
+
+
+async def test_query_api_pages_filters_and_categories(store_url: str) -> None:
+    rt = make_runtime(store_url, workers=0)
+
+    @rt.task(category="reports/daily")
+    async def report(n: int) -> None: ...
+
+    @rt.task
+    async def other() -> None: ...
+
+    async with rt:
+        for n in range(7):
+            await rt.once(report, n, after=60)
+        await rt.once(other, category="etl")
+        page = await rt.jobs.list(page=2, page_size=3, category="reports")
+        assert page.total == 7 and len(page.items) == 3 and page.pages == 3
+        assert await rt.jobs.count(category="reports/daily") == 7
+        assert await rt.jobs.count(category="etl") == 1
+        assert await rt.executions.count(status="scheduled") == 7
+        assert await rt.executions.count(status="queued") == 1
+        cats = {c.name: c.jobs for c in await rt.categories.list()}
+        assert cats == {"reports": 0, "reports/daily": 7, "etl": 1}
+        with pytest.raises(ValueError, match="unknown execution status 'done'"):
+            await rt.executions.list(status="done")
+        with pytest.raises(ValueError, match="page_size"):
+            await rt.jobs.list(page_size=0)
+        with pytest.raises(aj.JobNotFound, match="no job with id 'nope'"):
+            await rt.jobs.get("nope")
+        with pytest.raises(aj.ExecutionNotFound, match="'nope'"):
+            await rt.executions.get("nope")
+
+
+async def test_multi_step_job_runs_every_step(store_url: str) -> None:
+    rt = make_runtime(store_url)
+
+    @rt.task
+    async def step(label: str) -> str:
+        return label
+
+    async with rt:
+        job = rt.job("pipeline", category="etl").add(step, "extract").add(step, "load")
+        await job.push()
+        with anyio.fail_after(5):
+            assert await job.result() == "load"
+        assert [e.result for e in await job.executions()] == ["extract", "load"]
+        with pytest.raises(aj.InvalidArguments, match="at least one step"):
+            await rt.job("empty").push()
+
+
+async def test_shared_data_is_read_and_written(store_url: str) -> None:
+    rt = make_runtime(store_url)
+
+    @rt.task
+    async def bump(ctx: aj.Context) -> int:
+        count = ctx.shared.get("count", 0)
+        assert isinstance(count, int)
+        ctx.shared["count"] = count + 1
+        return count + 1
+
+    async with rt:
+        job = await rt.once(bump, shared={"count": 41})
+        with anyio.fail_after(5):
+            assert await job.result() == 42
+        await job.refresh()
+        assert job.shared == {"count": 42}
+
+
+async def test_resize_changes_concurrency_while_running(store_url: str) -> None:
+    rt = make_runtime(store_url, workers=1)
+    running = 0
+    peak = 0
+    gate = anyio.Event()
+
+    @rt.task
+    async def hold() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await gate.wait()
+        running -= 1
+
+    async with rt:
+        jobs = [await rt.once(hold) for _ in range(4)]
+        await anyio.sleep(0.2)
+        assert peak == 1
+        rt.resize(3)
+        with anyio.fail_after(5):
+            while peak < 3:
+                await anyio.sleep(0.01)
+        assert rt.statistics().running == 3
+        gate.set()
+        for job in jobs:
+            await job.wait()
+    assert peak == 3
+
+
+async def test_start_and_stop_from_different_tasks(store_url: str) -> None:
+    # A notebook starts the runtime in one cell and stops it in another.
+    rt = make_runtime(store_url)
+
+    @rt.task
+    async def noop() -> int:
+        return 1
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(rt.start)
+    assert await (await rt.once(noop)).result() == 1
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(rt.stop)
+    with pytest.raises(RuntimeError, match="not started"):
+        await rt.once(noop)
+
+
+async def test_graceful_stop_puts_unfinished_work_back_without_an_attempt(
+    tmp_path: object,
+) -> None:
+    url = f"sqlite:///{tmp_path}/stop.db"
+    attempts: list[int] = []
+    started = anyio.Event()
+
+    def build() -> aj.Runtime:
+        rt = make_runtime(url, shutdown_timeout=0.1)
+
+        @rt.task(name="long")
+        async def long(ctx: aj.Context) -> int:
+            attempts.append(ctx.attempt)
+            started.set()
+            if len(attempts) == 1:
+                await anyio.sleep(30)
+            return ctx.attempt
+
+        return rt
+
+    rt = build()
+    async with rt:
+        job = await rt.once("long")
+        with anyio.fail_after(5):
+            await started.wait()
+    (ex,) = await _executions_after_stop(url, job.id)
+    assert ex.status == S.RETRYING and ex.attempt == 1
+    rt = build()
+    async with rt:
+        again = await rt.jobs.get(job.id)
+        with anyio.fail_after(5):
+            assert await again.result() == 1
+    assert attempts == [1, 1]
+
+
+async def _executions_after_stop(url: str, job_id: str) -> list[aj.Execution]:
+    rt = aj.Runtime(url, workers=0)
+    async with rt:
+        return list((await rt.executions.list(job_id=job_id)).items)
+
+
+async def test_restart_sees_earlier_jobs_executions_and_logs(tmp_path: object) -> None:
+    url = f"sqlite:///{tmp_path}/again.db"
+
+    def build() -> aj.Runtime:
+        rt = make_runtime(url)
+
+        @rt.task(name="note")
+        async def note(ctx: aj.Context) -> str:
+            ctx.log.info("noted")
+            return "kept"
+
+        return rt
+
+    async with build() as rt:
+        job = await rt.once("note")
+        await job.wait()
+    async with build() as rt:
+        again = await rt.jobs.get(job.id)
+        assert again.status == aj.JobStatus.FINISHED
+        (ex,) = await again.executions()
+        assert ex.result == "kept"
+        logs = await rt.logs.list(execution_id=ex.id)
+        assert [r.message for r in logs.items] == ["noted"]
+
+
+def test_unknown_store_scheme_lists_the_supported_ones() -> None:
+    with pytest.raises(aj.InvalidStoreURL, match="memory://, sqlite:///"):
+        aj.Runtime("redis://localhost")
+
+
+def test_bad_options_name_the_value() -> None:
+    with pytest.raises(ValueError, match="workers must be >= 0, got -1"):
+        aj.Runtime("memory://", workers=-1)
+    rt = aj.Runtime("memory://")
+    with pytest.raises(ValueError, match="retries must be >= 0, got -2"):
+        rt.task(retries=-2)(lambda: None)
+    with pytest.raises(ValueError, match="on_worker_lost"):
+        rt.task(on_worker_lost="maybe")(lambda: None)
+    with pytest.raises(ValueError, match="timeout must be > 0"):
+        rt.task(timeout=0)(lambda: None)
+
+
+async def test_second_stop_aborts_the_drain(tmp_path: object) -> None:
+    url = f"sqlite:///{tmp_path}/abort.db"
+    rt = make_runtime(url, shutdown_timeout=60)
+    started = anyio.Event()
+
+    @rt.task
+    async def stubborn() -> None:
+        started.set()
+        await anyio.sleep(60)
+
+    await rt.start()
+    job = await rt.once(stubborn)
+    with anyio.fail_after(5):
+        await started.wait()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(rt.stop)
+            await anyio.sleep(0.1)
+            await rt.stop()
+    (ex,) = await _executions_after_stop(url, job.id)
+    assert ex.status == S.RETRYING and ex.attempt == 1
