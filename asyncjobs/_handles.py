@@ -132,13 +132,13 @@ class Job:
                 step=index,
                 spec=spec,
                 priority=priority,
-                scheduled_for=max(fire, now) if fire > now else now,
+                scheduled_for=max(fire, now),
                 created_at=now,
             )
             for index, (spec, _) in enumerate(self._steps)
         ]
         self._record, _ = await store.add_job(new_job, executions)
-        self._rt._work_added()
+        self._rt._work_added(fire)
         return self
 
     # -- reading -------------------------------------------------------------------------

@@ -418,9 +418,9 @@ class Runtime:
             )
         return self._store
 
-    def _work_added(self) -> None:
+    def _work_added(self, due: float | None = None) -> None:
         if self._engine is not None:
-            self._engine.wake()
+            self._engine.wake(due)
 
     def _notify(self, keys: set[str]) -> None:
         if self._changes is not None:

@@ -56,11 +56,11 @@ async def _demo(store: str | None) -> int:
     async with rt:
         print(f"asyncjobs demo on {rt.store.url}\n")
         jobs = [
-            await rt.once("demo.download", "dataset.csv", 12),
-            await rt.once("demo.download", "model.bin", 20, priority=-1),
-            await rt.once("demo.checksum", 400_000),
-            await rt.once("demo.flaky"),
-            await rt.once("demo.broken", "/etc/missing.conf"),
+            await rt.once("demo.download", "dataset.csv", 12, name="download dataset.csv"),
+            await rt.once("demo.download", "model.bin", 20, name="download model.bin", priority=-1),
+            await rt.once("demo.checksum", 400_000, name="checksum (thread)"),
+            await rt.once("demo.flaky", name="flaky upstream"),
+            await rt.once("demo.broken", "/etc/missing.conf", name="read missing file"),
         ]
         names = {job.id: job.name for job in jobs}
         progress = {job.id: (0.0, "queued") for job in jobs}
@@ -69,7 +69,7 @@ async def _demo(store: str | None) -> int:
             lines = []
             for job_id, (pct, message) in progress.items():
                 bar = "#" * int(pct / 5)
-                lines.append(f"  {names[job_id]:<14} [{bar:<20}] {pct:5.1f}%  {message[:30]:<30}")
+                lines.append(f"  {names[job_id]:<22} [{bar:<20}] {pct:5.1f}%  {message[:30]:<30}")
             if live:
                 out.write(f"\x1b[{len(lines)}A" if draw.drawn else "")  # type: ignore[attr-defined]
                 out.write("\n".join(lines) + "\n")
@@ -115,8 +115,8 @@ async def _demo(store: str | None) -> int:
                 if execution.error is None
                 else f"{execution.error.type}: {execution.error.message}"
             )
-            print(f"  {job.name:<14} attempt {execution.attempt}  {outcome}")
-            print(f"  {'':<14} {history}")
+            print(f"  {job.name:<22} attempt {execution.attempt}  {outcome}")
+            print(f"  {'':<22} {history}")
         failed = await rt.executions.count(status="failed")
         completed = await rt.executions.count(status="completed")
         print(f"\n{completed} completed, {failed} failed in this store so far.")

@@ -85,6 +85,7 @@ class Engine:
         self._stopping = False
         self._dispatch_scope = anyio.CancelScope()
         self._drain_scope = anyio.CancelScope()
+        self._next_due: float | None = None
         self._tg: TaskGroup | None = None
         self._stack = AsyncExitStack()
         self.writer = Writer(store, changes, progress_interval=runtime._progress_interval)
@@ -136,8 +137,12 @@ class Engine:
 
     # -- what the runtime asks ------------------------------------------------------------
 
-    def wake(self) -> None:
-        """Tell the dispatcher that work was added (or its due time changed)."""
+    def wake(self, due: float | None = None) -> None:
+        """Tell the dispatcher that work was added, due at ``due`` (default: now)."""
+        # Only future work moves the next due time: work due now is found by the next claim.
+        if due is not None and due > time.time():
+            if self._next_due is None or due < self._next_due:
+                self._next_due = due
         self._work_added.set()
 
     def resize(self, workers: int) -> None:
@@ -171,6 +176,8 @@ class Engine:
         task_status.started()
         assert self._tg is not None
         poll = self._rt._poll_interval
+        last_poll = time.time()
+        self._next_due = await self._store.next_due()
         with self._dispatch_scope:
             while True:
                 free = self._workers - len(self._running)
@@ -185,9 +192,20 @@ class Engine:
                 if len(claims) == min(free, MAX_CLAIM_BATCH):
                     await anyio.lowlevel.checkpoint()
                     continue
-                due = await self._store.next_due()
-                timeout = poll if due is None else min(poll, due - time.time())
+                # What is due next: known from our own pushes, and re-read from the store at
+                # each poll (other processes add work too). Not re-read after every local
+                # wake-up: that would cost a store round trip per enqueued job.
+                now = time.time()
+                if self._next_due is not None and self._next_due <= now:
+                    # The claim just promoted what was due; ask what comes after it.
+                    self._next_due = await self._store.next_due()
+                    last_poll = now
+                due = self._next_due
+                timeout = poll if due is None else min(poll, due - now)
                 await self._work_added.wait(timeout)
+                if time.time() - last_poll >= poll:
+                    last_poll = time.time()
+                    self._next_due = await self._store.next_due()
 
     def _start(self, claim: Claim) -> None:
         assert self._tg is not None
@@ -274,7 +292,7 @@ class Engine:
                     claim.run,
                 )
             if finish.status == _S.RETRYING:
-                self.wake()
+                self.wake(finish.retry_at)
         except Exception:
             logger.exception("asyncjobs could not record the end of execution %s", execution.id)
         finally:
