@@ -22,6 +22,7 @@ starts.
 from __future__ import annotations
 
 from ._backoff import Backoff as Backoff
+from ._clock import Clock as Clock, ManualClock as ManualClock, SystemClock as SystemClock
 from ._context import Context as Context
 from ._errors import (
     AsyncJobsError as AsyncJobsError,
@@ -52,7 +53,7 @@ from ._models import (
     Transition as Transition,
 )
 from ._runtime import Runtime as Runtime, Statistics as Statistics
-from ._schedules import Once as Once
+from ._schedules import Cron as Cron, Daemon as Daemon, Every as Every, Once as Once
 from ._states import (
     ExecutionStatus as ExecutionStatus,
     JobStatus as JobStatus,
@@ -65,9 +66,13 @@ __all__ = (
     "AsyncJobsError",
     "Backoff",
     "Category",
+    "Clock",
     "Context",
+    "Cron",
+    "Daemon",
     "ErrorInfo",
     "Event",
+    "Every",
     "Execution",
     "ExecutionCancelled",
     "ExecutionFailed",
@@ -83,6 +88,7 @@ __all__ = (
     "LogLevel",
     "LogRecord",
     "LogWritten",
+    "ManualClock",
     "Once",
     "Page",
     "ProgressReported",
@@ -92,6 +98,7 @@ __all__ = (
     "StateChanged",
     "Statistics",
     "StoreError",
+    "SystemClock",
     "Transition",
     "UnknownTask",
     "__version__",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Self
 from ._backoff import Backoff, as_backoff
 from ._errors import ExecutionCancelled, ExecutionFailed, ExecutionTimeout, InvalidArguments
 from ._models import Execution, Job as JobRecord, StepSpec
-from ._schedules import Once, Schedule
+from ._schedules import Daemon, Once, Schedule
 from ._states import TERMINAL, ExecutionStatus, JobStatus
 from ._tasks import check_category, check_int, check_mode, encode_arguments
 from ._types import JSON, ExecutionId, JobId, as_seconds, new_id
@@ -109,21 +109,26 @@ class Job:
         if not self._steps:
             raise InvalidArguments(self._name or "job", None, "a job needs at least one step")
         store = self._rt._require_store()
-        now = self._rt._clock()
+        now = self._rt._clock.time()
         first = self._steps[0][0]
         job_id = JobId(new_id())
         fire = self._schedule.first_fire(now)
         priority = self._priority or 0
+        # One-off jobs and daemons start with their executions; cron and interval jobs get
+        # theirs from the scheduler at each tick.
+        starts_now = isinstance(self._schedule, Once | Daemon)
         new_job = NewJob(
             id=job_id,
             name=self._name or first.task,
             category=self._category or self._steps[0][1],
-            schedule=self._schedule.to_json(now),
+            schedule=self._schedule.to_json(),
             steps=tuple(spec for spec, _ in self._steps),
             priority=priority,
             shared=self._shared,
             key=self._key,
             created_at=now,
+            next_fire_at=None if starts_now else fire,
+            state={"restarts": 0, "quick": 0} if isinstance(self._schedule, Daemon) else {},
         )
         executions = [
             NewExecution(
@@ -136,6 +141,7 @@ class Job:
                 created_at=now,
             )
             for index, (spec, _) in enumerate(self._steps)
+            if starts_now
         ]
         self._record, _ = await store.add_job(new_job, executions)
         self._rt._work_added(fire)
@@ -272,4 +278,3 @@ def _shared_json(shared: Mapping[str, object] | None) -> dict[str, JSON]:
 
 
 Job.__module__ = "asyncjobs"
-_ = Once

@@ -100,6 +100,9 @@ class Job:
     key: str | None
     created_at: datetime
     updated_at: datetime
+    next_fire_at: datetime | None = None
+    last_fire_at: datetime | None = None
+    state: dict[str, JSON] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

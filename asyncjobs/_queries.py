@@ -89,8 +89,16 @@ class JobsAPI:
         )
 
     async def pause(self, job_id: str) -> Job:
-        """Pause an active job: its waiting executions are not started until it resumes."""
-        return await self._set(job_id, JobStatus.PAUSED)
+        """Pause an active job: no new firing, and its waiting executions are not started
+        until it resumes. A daemon's running execution is cancelled (resume restarts it)."""
+        job = await self._set(job_id, JobStatus.PAUSED)
+        if job.record.schedule.get("kind") == "daemon":
+            live = await self._rt._require_store().list_executions(
+                ExecutionQuery(job_id=job.id, status=ExecutionStatus.RUNNING, page_size=100)
+            )
+            for execution in live.items:
+                await self._rt.executions.cancel(execution.id)
+        return job
 
     async def resume(self, job_id: str) -> Job:
         """Resume a paused job."""
@@ -107,7 +115,7 @@ class JobsAPI:
     async def _set(self, job_id: str, status: JobStatus) -> Job:
         rt = self._rt
         record, running = await rt._require_store().set_job_status(
-            _job_id(job_id), status, rt._clock()
+            _job_id(job_id), status, rt._clock.time()
         )
         for execution_id in running:
             await rt._cancel_local(execution_id)
@@ -178,7 +186,9 @@ class ExecutionsAPI:
         """
         rt = self._rt
         store = rt._require_store()
-        execution, running = await store.cancel_execution(_execution_id(execution_id), rt._clock())
+        execution, running = await store.cancel_execution(
+            _execution_id(execution_id), rt._clock.time()
+        )
         if running and await rt._cancel_local(execution.id):
             execution = await store.get_execution(execution.id)
         if execution.status in TERMINAL:

@@ -8,15 +8,17 @@ anyio, aiosqlite or asyncio. The engine and the store drivers are imported by :m
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
+from ._clock import Clock, SystemClock
+from ._context import Context  # noqa: TC001 (resolved at run time to inject the context)
 from ._handles import Job
 from ._models import Event, StateChanged
 from ._queries import CategoriesAPI, ExecutionsAPI, JobsAPI, LogsAPI
-from ._schedules import Once, Schedule
+from ._schedules import Cron, Daemon, Every, Once, Schedule
 from ._states import TERMINAL
 from ._tasks import Registry, TaskDef, check_int, make_task
 from ._types import as_seconds
@@ -24,14 +26,17 @@ from .stores import DEFAULT_URL, check_url
 
 if TYPE_CHECKING:
     import asyncio
-    from datetime import datetime, timedelta
+    from datetime import datetime
 
     from ._backoff import Backoff
     from ._engine import Engine
     from ._engine.changes import Changes
+    from ._types import JSON
     from .stores.base import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
+RETENTION_TASK = "asyncjobs.retention"
+HEALTH_TASK = "asyncjobs.health"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +70,13 @@ class Runtime:
     :param on_terminate: ``hook(execution, error) -> error | None`` when any execution ends;
         return ``None`` to record success, or an exception to record as its error
     :param on_state_change: ``hook(execution, status)`` after each status this node records
+    :param clock: where the scheduler reads the time (:class:`ManualClock` in tests)
+    :param system_jobs: schedule the built-in retention cleanup and health check jobs
+        (once per store, category ``system``; they can be paused like any job)
+    :param retention: how long ended executions and their logs are kept (default 90 days)
+    :param log_retention: how long log lines are kept (default: ``retention``)
+    :param health_interval: seconds between health checks, which recover the executions of
+        nodes that died
     """
 
     def __init__(
@@ -81,6 +93,11 @@ class Runtime:
         on_complete: Callable[..., Any] | None = None,
         on_terminate: Callable[..., Any] | None = None,
         on_state_change: Callable[..., Any] | None = None,
+        clock: Clock | None = None,
+        system_jobs: bool = True,
+        retention: float | timedelta = timedelta(days=90),
+        log_retention: float | timedelta | None = None,
+        health_interval: float | timedelta = 300.0,
     ) -> None:
         if store is None:
             store = os.environ.get("ASYNCJOBS_STORE") or DEFAULT_URL
@@ -111,7 +128,17 @@ class Runtime:
                     raise ValueError(f"{name} must be a function, got {hook!r}")
                 self._hooks[name] = hook
         self._registry = Registry()
-        self._clock: Callable[[], float] = time.time
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._system_jobs = bool(system_jobs)
+        self._retention = _seconds(retention, "retention", positive=True)
+        self._log_retention = (
+            self._retention
+            if log_retention is None
+            else _seconds(log_retention, "log_retention", positive=True)
+        )
+        self._health_interval = _seconds(health_interval, "health_interval", positive=True)
+        self._registry.add(make_task(self._retention_task, name=RETENTION_TASK, category="system"))
+        self._registry.add(make_task(self._health_task, name=HEALTH_TASK, category="system"))
         self._store: Store | None = None
         self._engine: Engine | None = None
         self._changes: Changes | None = None
@@ -229,6 +256,94 @@ class Runtime:
             key=key,
         )
 
+    async def cron(
+        self,
+        expr: str,
+        task: Callable[..., Any] | str,
+        /,
+        *args: object,
+        tz: str = "UTC",
+        misfire: str = "skip",
+        overlap: str = "skip",
+        max_catchup: int = 100,
+        **options: Any,
+    ) -> Job:
+        """Run ``task(*args)`` on a cron expression evaluated in the time zone ``tz``.
+
+        See :class:`Cron` for ``misfire`` and ``overlap``; other options as for :meth:`once`.
+
+        :raises InvalidSchedule: quoting the expression or the zone, if either is invalid
+        """
+        schedule = Cron(
+            expr,
+            tz=tz,
+            misfire=misfire,  # type: ignore[arg-type]
+            overlap=overlap,  # type: ignore[arg-type]
+            max_catchup=max_catchup,
+        )
+        return await self._schedule(schedule, task, args, options)
+
+    async def every(
+        self,
+        interval: float | timedelta,
+        task: Callable[..., Any] | str,
+        /,
+        *args: object,
+        misfire: str = "skip",
+        overlap: str = "skip",
+        max_catchup: int = 100,
+        **options: Any,
+    ) -> Job:
+        """Run ``task(*args)`` every ``interval`` (seconds or a timedelta), first one interval
+        from now; fire times do not drift with run times. Options as for :meth:`cron`.
+        """
+        schedule = Every(
+            interval,
+            misfire=misfire,  # type: ignore[arg-type]
+            overlap=overlap,  # type: ignore[arg-type]
+            max_catchup=max_catchup,
+        )
+        return await self._schedule(schedule, task, args, options)
+
+    async def daemon(
+        self,
+        task: Callable[..., Any] | str,
+        /,
+        *args: object,
+        restart: str = "always",
+        backoff: Backoff | float | timedelta | None = None,
+        max_restarts: int | None = None,
+        **options: Any,
+    ) -> Job:
+        """Start ``task(*args)`` now and restart it whenever it ends, like a supervisor.
+
+        ``restart`` is ``"always"``, ``"on_failure"`` or ``"never"``; quick consecutive
+        restarts wait per ``backoff`` (default exponential from 1 s, capped at 60 s).
+        ``rt.jobs.stop(job.id)`` ends it for good; ``pause``/``resume`` stop and restart it.
+        """
+        schedule = Daemon(
+            restart=restart,  # type: ignore[arg-type]
+            backoff=backoff,
+            max_restarts=max_restarts,
+        )
+        return await self._schedule(schedule, task, args, options)
+
+    async def _schedule(
+        self,
+        schedule: Schedule,
+        task: Callable[..., Any] | str,
+        args: tuple[object, ...],
+        options: dict[str, Any],
+    ) -> Job:
+        step_options = {
+            key: options.pop(key)
+            for key in ("kwargs", "mode", "timeout", "retries", "backoff")
+            if key in options
+        }
+        job = self.job(schedule=schedule, **options)
+        job.add(task, *args, **step_options)
+        return await job.push()
+
     async def once(
         self,
         task: Callable[..., Any] | str,
@@ -337,6 +452,8 @@ class Runtime:
                 await engine.start()
                 self._engine = engine
                 stack.callback(setattr, self, "_engine", None)
+                if self._system_jobs:
+                    await self._ensure_system_jobs()
                 ready.set_result(None)
                 assert self._stop_requested is not None
                 await self._stop_requested.wait()
@@ -346,6 +463,64 @@ class Runtime:
                 ready.set_exception(exc)
                 return
             raise
+
+    async def _ensure_system_jobs(self) -> None:
+        """Schedule the built-in jobs once per store; replace them if reconfigured."""
+        wanted: tuple[tuple[str, str, float, dict[str, JSON]], ...] = (
+            (
+                "retention cleanup",
+                RETENTION_TASK,
+                3600.0,
+                {"retention": self._retention, "log_retention": self._log_retention},
+            ),
+            ("health check", HEALTH_TASK, self._health_interval, {}),
+        )
+        for name, task, interval, kwargs in wanted:
+            key = f"asyncjobs:system:{task}"
+            for _ in range(2):
+                job = self.job(
+                    name,
+                    schedule=Every(interval, misfire="run_once"),
+                    category="system",
+                    key=key,
+                ).add(task, kwargs=kwargs)
+                await job.push()
+                current = job.record
+                if (
+                    current.schedule.get("interval") == interval
+                    and current.steps[0].kwargs == kwargs
+                ):
+                    break
+                # Configured differently than this runtime asks: the newest settings win.
+                await self.jobs.stop(current.id)
+
+    async def _retention_task(
+        self, ctx: Context, retention: float, log_retention: float
+    ) -> dict[str, int]:
+        now = self._clock.time()
+        executions, logs = await self._require_store().purge(now - retention, now - log_retention)
+        ctx.log.info(
+            "deleted %d ended executions older than %s and %d log lines older than %s",
+            executions,
+            timedelta(seconds=retention),
+            logs,
+            timedelta(seconds=log_retention),
+        )
+        return {"executions": executions, "logs": logs}
+
+    async def _health_task(self, ctx: Context) -> dict[str, int]:
+        recovered = await self._engine.recover_dead_nodes() if self._engine else []
+        if recovered:
+            for execution in recovered:
+                ctx.log.warning(
+                    "execution %s of job %s had lost its worker: now %s",
+                    execution.id,
+                    execution.job_id,
+                    execution.status.value,
+                )
+        else:
+            ctx.log.info("no stalled executions")
+        return {"recovered": len(recovered)}
 
     def resize(self, workers: int) -> None:
         """Change how many coroutine executions run at once, while running."""

@@ -53,7 +53,10 @@ class TaskDef:
 
 
 def _is_context(annotation: object) -> bool:
-    return annotation is Context
+    # A string when the annotation could not be resolved (imported under TYPE_CHECKING).
+    return annotation is Context or (
+        isinstance(annotation, str) and annotation.rpartition(".")[2] == "Context"
+    )
 
 
 def default_name(fn: Callable[..., Any]) -> str:

@@ -22,7 +22,7 @@ import socket
 import time
 import traceback
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -33,10 +33,12 @@ from .._backoff import DEFAULT_BACKOFF, Backoff
 from .._context import CaptureHandler, Context, current_context
 from .._errors import InvalidArguments, UnknownTask
 from .._models import ErrorInfo, Execution
+from .._schedules import Daemon, schedule_from_json
 from .._states import ExecutionStatus, LogLevel
 from .._types import new_id
-from ..stores.base import Claim, Finish, NodeInfo
+from ..stores.base import Claim, Finish, JobUpdate, NodeInfo
 from .changes import Changes, Wakeup
+from .scheduler import Scheduler
 from .writer import Writer
 
 if TYPE_CHECKING:
@@ -79,6 +81,7 @@ class Engine:
             heartbeat_at=now,
         )
         self._workers = runtime._workers
+        self._clock = runtime._clock
         self._running: dict[str, _Running] = {}
         self._slot_freed = Wakeup()
         self._work_added = Wakeup()
@@ -86,9 +89,13 @@ class Engine:
         self._dispatch_scope = anyio.CancelScope()
         self._drain_scope = anyio.CancelScope()
         self._next_due: float | None = None
+        self._schedule_changed = Wakeup()
+        self.scheduler = Scheduler(store, runtime._clock)
         self._tg: TaskGroup | None = None
         self._stack = AsyncExitStack()
-        self.writer = Writer(store, changes, progress_interval=runtime._progress_interval)
+        self.writer = Writer(
+            store, changes, progress_interval=runtime._progress_interval, clock=runtime._clock
+        )
         self.completed = 0
         self.failed = 0
 
@@ -97,13 +104,14 @@ class Engine:
     async def start(self) -> None:
         """Register the node, recover dead nodes' work, and start the loops."""
         await self._store.register_node(self.node)
-        await self._recover_dead_nodes()
+        await self.recover_dead_nodes()
         handler = CaptureHandler()
         logging.getLogger().addHandler(handler)
         self._stack.callback(logging.getLogger().removeHandler, handler)
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         await self._tg.start(self.writer.run, name="asyncjobs writer")
         await self._tg.start(self._maintenance_loop, name="asyncjobs maintenance")
+        await self._tg.start(self._schedule_loop, name="asyncjobs scheduler")
         if self._workers > 0:
             await self._tg.start(self._dispatch_loop, name="asyncjobs dispatcher")
 
@@ -112,6 +120,11 @@ class Engine:
         the rest back to the queue (without using up an attempt) and close."""
         self._stopping = True
         self._dispatch_scope.cancel()
+        for running in self._running.values():
+            if running.claim.schedule.get("kind") == "daemon":
+                # A daemon never finishes by itself: waiting for it only delays the stop.
+                running.reason = "shutdown"
+                running.scope.cancel()
         with anyio.move_on_after(timeout) as self._drain_scope:
             while self._running:
                 await self._slot_freed.wait()
@@ -140,10 +153,14 @@ class Engine:
     def wake(self, due: float | None = None) -> None:
         """Tell the dispatcher that work was added, due at ``due`` (default: now)."""
         # Only future work moves the next due time: work due now is found by the next claim.
-        if due is not None and due > time.time():
-            if self._next_due is None or due < self._next_due:
-                self._next_due = due
+        if (
+            due is not None
+            and due > self._clock.time()
+            and (self._next_due is None or due < self._next_due)
+        ):
+            self._next_due = due
         self._work_added.set()
+        self._schedule_changed.set()
 
     def resize(self, workers: int) -> None:
         self._workers = workers
@@ -176,7 +193,7 @@ class Engine:
         task_status.started()
         assert self._tg is not None
         poll = self._rt._poll_interval
-        last_poll = time.time()
+        last_poll = time.monotonic()
         self._next_due = await self._store.next_due()
         with self._dispatch_scope:
             while True:
@@ -186,7 +203,9 @@ class Engine:
                     continue
                 # Claim at most the free slots: a claimed execution is 'running' on this
                 # node, and one waiting here for a slot would be delayed for every node.
-                claims = await self._store.claim(self.node, min(free, MAX_CLAIM_BATCH), time.time())
+                claims = await self._store.claim(
+                    self.node, min(free, MAX_CLAIM_BATCH), self._clock.time()
+                )
                 for claim in claims:
                     self._start(claim)
                 if len(claims) == min(free, MAX_CLAIM_BATCH):
@@ -195,7 +214,7 @@ class Engine:
                 # What is due next: known from our own pushes, and re-read from the store at
                 # each poll (other processes add work too). Not re-read after every local
                 # wake-up: that would cost a store round trip per enqueued job.
-                now = time.time()
+                now = self._clock.time()
                 if self._next_due is not None and self._next_due <= now:
                     # The claim just promoted what was due; ask what comes after it.
                     self._next_due = await self._store.next_due()
@@ -203,9 +222,43 @@ class Engine:
                 due = self._next_due
                 timeout = poll if due is None else min(poll, due - now)
                 await self._work_added.wait(timeout)
-                if time.time() - last_poll >= poll:
-                    last_poll = time.time()
+                if time.monotonic() - last_poll >= poll:
+                    last_poll = time.monotonic()
                     self._next_due = await self._store.next_due()
+
+    async def _schedule_loop(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        poll = self._rt._poll_interval
+        while True:
+            try:
+                created, more = await self.scheduler.fire_due()
+                if created:
+                    self.wake()
+                if more:
+                    continue
+                upcoming = await self._store.next_fire()
+            except Exception:
+                logger.exception("asyncjobs scheduler failed; retrying")
+                upcoming = None
+            now = self._clock.time()
+            deadline = now + poll if upcoming is None else min(upcoming, now + poll)
+            # Sleep on the clock (a test's clock may jump a month), but wake at once when a
+            # job is pushed or an execution ends, and at least every poll in real time.
+            with anyio.move_on_after(poll):
+                async with anyio.create_task_group() as tg:
+
+                    async def until_deadline(deadline: float = deadline) -> None:
+                        await self._clock.sleep_until(deadline)
+                        tg.cancel_scope.cancel()
+
+                    async def until_changed() -> None:
+                        await self._schedule_changed.wait()
+                        tg.cancel_scope.cancel()
+
+                    tg.start_soon(until_deadline)
+                    tg.start_soon(until_changed)
 
     def _start(self, claim: Claim) -> None:
         assert self._tg is not None
@@ -236,16 +289,19 @@ class Engine:
                         # Re-register; our late writes are fenced and will not apply.
                         logger.warning("node %s was declared dead; re-registering", self.node.id)
                         await self._store.register_node(self.node)
-                    await self._recover_dead_nodes()
+                    await self.recover_dead_nodes()
             except Exception:
                 logger.exception("asyncjobs maintenance failed; retrying")
 
-    async def _recover_dead_nodes(self) -> None:
+    async def recover_dead_nodes(self) -> list[Execution]:
+        """Recover the running executions of every node found dead; return them."""
         now = time.time()
+        found: list[Execution] = []
         for node in await self._store.list_nodes():
             if node.id == self.node.id or not self._is_dead(node, now):
                 continue
             recovered = await self._store.recover_node(node.id, now)
+            found.extend(recovered)
             if recovered:
                 logger.warning(
                     "recovered %d executions of dead node %s (pid %d)",
@@ -255,6 +311,7 @@ class Engine:
                 )
                 self._changes.notify({e.job_id for e in recovered})
             self.wake()
+        return found
 
     def _is_dead(self, node: NodeInfo, now: float) -> bool:
         if now - node.heartbeat_at > self._rt._node_timeout:
@@ -276,6 +333,8 @@ class Engine:
         try:
             await self._call_state_hooks(claim, execution, _S.RUNNING)
             finish = await self._run(running)
+            if claim.schedule.get("kind") == "daemon" and finish.status != _S.RETRYING:
+                finish = replace(finish, job=self._daemon_next(claim, finish))
             applied = await self.writer.finish(finish, execution.job_id)
             if applied:
                 if finish.status == _S.COMPLETED:
@@ -293,6 +352,10 @@ class Engine:
                 )
             if finish.status == _S.RETRYING:
                 self.wake(finish.retry_at)
+            elif finish.job is not None:
+                self.wake(finish.job.next_fire_at)
+            else:
+                self._schedule_changed.set()  # an overlap="queue" tick may be waiting
         except Exception:
             logger.exception("asyncjobs could not record the end of execution %s", execution.id)
         finally:
@@ -343,7 +406,7 @@ class Engine:
         common: dict[str, Any] = {
             "execution_id": execution.id,
             "run": claim.run,
-            "at": time.time(),
+            "at": self._clock.time(),
             "shared": ctx.shared.written or None,
             "progress": progress[0] if progress else None,
             "progress_message": progress[1] if progress else None,
@@ -362,13 +425,52 @@ class Engine:
                 delay,
             )
             await anyio.lowlevel.checkpoint()
-            common["at"] = time.time()
+            common["at"] = self._clock.time()
             return Finish(status=_S.RETRYING, error=info, retry_at=common["at"] + delay, **common)
         return Finish(status=_S.FAILED, error=info, **common)
 
+    def _daemon_next(self, claim: Claim, finish: Finish) -> JobUpdate:
+        """Decide whether and when a daemon's ended execution is restarted."""
+        daemon = schedule_from_json(claim.schedule)
+        assert isinstance(daemon, Daemon)
+        state = dict(claim.job_state)
+        restarts = int(state.get("restarts", 0) or 0)  # type: ignore[arg-type]
+        quick = int(state.get("quick", 0) or 0)  # type: ignore[arg-type]
+        started = claim.execution.started_at
+        ran = finish.at - started.timestamp() if started else 0.0
+        clean = finish.status == _S.COMPLETED
+        execution = claim.execution
+        if daemon.restart == "never" or (daemon.restart == "on_failure" and clean):
+            why = f"restart={daemon.restart!r}"
+        elif daemon.max_restarts is not None and restarts >= daemon.max_restarts:
+            why = f"max_restarts={daemon.max_restarts} reached"
+        else:
+            quick = 0 if ran >= daemon.reset_after else quick + 1
+            delay = daemon.policy().delay(quick) if quick else 0.0
+            self.writer.log(
+                execution.id,
+                execution.job_id,
+                LogLevel.WARN if not clean else LogLevel.INFO,
+                f"daemon exited ({finish.status.value} after {ran:.3g}s); "
+                f"restart {restarts + 1} in {delay:.3g}s",
+                {"restarts": restarts + 1, "delay": delay},
+            )
+            return JobUpdate(
+                next_fire_at=finish.at + delay,
+                state={**state, "restarts": restarts + 1, "quick": quick},
+            )
+        self.writer.log(
+            execution.id,
+            execution.job_id,
+            LogLevel.INFO,
+            f"daemon exited ({finish.status.value}); not restarted: {why}",
+            {"restarts": restarts},
+        )
+        return JobUpdate(finished=True, state=state)
+
     def _cancelled(self, running: _Running, ctx: Context) -> Finish:
         claim = running.claim
-        at = time.time()
+        at = self._clock.time()
         if running.reason == "shutdown":
             # Released, not failed: the same attempt runs again on the next claim.
             ctx.log.warning(

@@ -12,6 +12,7 @@ from ..stores.base import Finish, NewLog, ProgressUpdate, WriteBatch
 from .changes import Changes, Wakeup
 
 if TYPE_CHECKING:
+    from .._clock import Clock
     from .._states import LogLevel
     from .._types import JSON, ExecutionId, JobId
     from ..stores.base import Store
@@ -41,7 +42,10 @@ class Writer:
     latest value per execution; an outcome always carries the final progress.
     """
 
-    def __init__(self, store: Store, changes: Changes, *, progress_interval: float) -> None:
+    def __init__(
+        self, store: Store, changes: Changes, *, progress_interval: float, clock: Clock
+    ) -> None:
+        self._clock = clock
         self._store = store
         self._changes = changes
         self._progress_interval = progress_interval
@@ -57,7 +61,11 @@ class Writer:
     def progress(self, execution_id: ExecutionId, run: int, value: float, message: str) -> None:
         # A dict assignment is atomic under the GIL: the latest value wins, nothing piles up.
         self._progress[execution_id] = ProgressUpdate(
-            execution_id=execution_id, run=run, progress=value, message=message, at=time.time()
+            execution_id=execution_id,
+            run=run,
+            progress=value,
+            message=message,
+            at=self._clock.time(),
         )
         self._wake.set()
 
@@ -73,7 +81,7 @@ class Writer:
             NewLog(
                 execution_id=execution_id,
                 job_id=job_id,
-                at=time.time(),
+                at=self._clock.time(),
                 level=level,
                 message=message,
                 data=data,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from .._models import ErrorInfo, StepSpec
 from .._states import ExecutionStatus, JobStatus
 from .base import MAX_PAGE_SIZE
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 _JOB_MOVES: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.PAUSED: frozenset({JobStatus.ACTIVE}),
@@ -65,8 +68,10 @@ def lost_worker_outcome(
         return (
             ExecutionStatus.RETRYING,
             None,
-            f"node {node_id} died while running this execution; re-queued "
-            f"(crash {crashes} of at most {spec.crash_limit})",
+            (
+                f"node {node_id} died while running this execution; re-queued "
+                f"(crash {crashes} of at most {spec.crash_limit})"
+            ),
         )
     why = (
         f"after {crashes} crashes (crash_limit={spec.crash_limit})"

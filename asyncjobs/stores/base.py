@@ -14,13 +14,12 @@ never overwrite a newer outcome.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, Self
 
-from .._states import ExecutionStatus, JobStatus, LogLevel
-
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .._models import (
         Category,
         ErrorInfo,
@@ -30,8 +29,9 @@ if TYPE_CHECKING:
         LogRecord,
         Page,
         StepSpec,
-        Transition as Transition,
+        Transition,
     )
+    from .._states import ExecutionStatus, JobStatus, LogLevel
     from .._types import JSON, ExecutionId, JobId
 
 MAX_PAGE_SIZE = 1000
@@ -50,6 +50,8 @@ class NewJob:
     shared: dict[str, JSON]
     key: str | None
     created_at: float
+    next_fire_at: float | None = None
+    state: dict[str, JSON] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +75,8 @@ class Claim:
     run: int
     spec: StepSpec
     shared: dict[str, JSON]
+    schedule: dict[str, JSON] = field(default_factory=dict)
+    job_state: dict[str, JSON] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,6 +101,35 @@ class Finish:
     retry_at: float | None = None
     new_attempt: bool = True
     shared: dict[str, JSON] | None = None
+    job: JobUpdate | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobUpdate:
+    """What a finish changes in its job (a daemon's restart): applied only with the finish,
+    and only while the job is active or paused."""
+
+    next_fire_at: float | None = None
+    state: dict[str, JSON] | None = None
+    finished: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tick:
+    """One firing of a job's schedule: its tick time and the executions it creates."""
+
+    at: float
+    executions: Sequence[NewExecution]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FireResult:
+    """What :meth:`Store.fire` did: ``fired`` (with the ticks that fired), ``skipped`` (the
+    ticks were recorded without executions: overlap), ``busy`` (nothing changed: the previous
+    run is still live and overlap is ``queue``) or ``stale`` (another caller fired first)."""
+
+    status: str
+    fired: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -240,6 +273,44 @@ class Store(Protocol):
         """
         ...
 
+    async def due_jobs(self, at: float, limit: int) -> list[Job]:
+        """Return up to ``limit`` active jobs whose ``next_fire_at <= at``, earliest first."""
+        ...
+
+    async def next_fire(self) -> float | None:
+        """Return the earliest ``next_fire_at`` of the active jobs, or ``None``."""
+        ...
+
+    async def fire(
+        self,
+        job_id: JobId,
+        *,
+        expected: float,
+        ticks: Sequence[Tick],
+        next_fire_at: float | None,
+        overlap: str,
+        at: float,
+    ) -> FireResult:
+        """Fire ``ticks`` of a job, atomically, at most once per (job, tick) across all callers.
+
+        Nothing happens (``stale``) unless the job is active and its ``next_fire_at`` is still
+        ``expected`` (to the microsecond): a caller that lost a race fires nothing. With ``overlap`` ``"skip"`` or
+        ``"queue"`` and a live execution of the job, the ticks are recorded without executions
+        (``skipped``) or nothing changes (``busy``). Otherwise each tick later than the job's
+        ``last_fire_at`` and not fired before inserts its executions. Then ``next_fire_at``
+        becomes the given value and ``last_fire_at`` the latest tick: it only moves forward.
+        """
+        ...
+
+    async def purge(self, ended_before: float, logs_before: float) -> tuple[int, int]:
+        """Delete what retention no longer keeps; return ``(executions, log lines)`` deleted.
+
+        Executions that ended before ``ended_before`` go with all their events; log lines
+        written before ``logs_before`` go too; so do jobs that ended (finished, stopped,
+        deleted) before ``ended_before`` and have no execution left.
+        """
+        ...
+
     # -- executions ----------------------------------------------------------------------
 
     async def get_execution(self, execution_id: ExecutionId) -> Execution:
@@ -286,9 +357,10 @@ class Store(Protocol):
         only while the execution is ``running`` with the same ``run``; it updates the
         execution and appends a progress event. A finish applies under the same fence, moves
         the execution to its status (recording the time, result or error, final progress,
-        and ``ended_at`` unless it is ``retrying``), merges ``shared`` into the job, and, when
-        a one-off job has no live execution left, moves an active or paused job to
-        ``finished``. A finish that does not apply changes nothing.
+        and ``ended_at`` unless it is ``retrying``), merges ``shared`` into the job, applies
+        ``job`` (see :class:`JobUpdate`), and, when a one-off job has no live execution left,
+        moves an active or paused job to ``finished``. A finish that does not apply changes
+        nothing.
         """
         ...
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_right
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import TYPE_CHECKING, Self
 
 from .._errors import ExecutionNotFound, JobNotFound
@@ -42,16 +40,22 @@ from . import _common
 from .base import (
     Claim,
     ExecutionQuery,
+    FireResult,
     JobQuery,
+    JobUpdate,
     LogQuery,
     NewExecution,
     NewJob,
     NewLog,
     NodeInfo,
+    Tick,
     WriteBatch,
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
     from .._types import JSON, ExecutionId, JobId
 
 _S = ExecutionStatus
@@ -128,6 +132,8 @@ class MemoryStore:
         self._categories: dict[str, float] = {}
         self._nodes: dict[str, NodeInfo] = {}
         self._live_keys: dict[str, JobId] = {}
+        self._ticks: dict[JobId, set[float]] = {}
+        self._seq = 0
 
     async def __aenter__(self) -> Self:
         return self
@@ -138,7 +144,8 @@ class MemoryStore:
     # -- helpers -------------------------------------------------------------------------
 
     def _event(self, make: type[Event], **fields: object) -> None:
-        self._events.append(make(seq=len(self._events) + 1, **fields))  # type: ignore[arg-type]
+        self._seq += 1
+        self._events.append(make(seq=self._seq, **fields))  # type: ignore[arg-type]
 
     def _move(self, row: _Exec, to: ExecutionStatus, at: float) -> None:
         check_transition(row.status, to)
@@ -172,10 +179,25 @@ class MemoryStore:
     def _set_job(self, job: Job, **changes: object) -> Job:
         updated = replace(job, **changes)  # type: ignore[arg-type]
         self._jobs[job.id] = updated
-        if job.key is not None and updated.status not in (JobStatus.ACTIVE, JobStatus.PAUSED):
-            if self._live_keys.get(job.key) == job.id:
-                del self._live_keys[job.key]
+        if (
+            job.key is not None
+            and updated.status not in (JobStatus.ACTIVE, JobStatus.PAUSED)
+            and self._live_keys.get(job.key) == job.id
+        ):
+            del self._live_keys[job.key]
         return updated
+
+    def _update_job(self, job_id: JobId, update: JobUpdate, at: float) -> None:
+        job = self._jobs[job_id]
+        if job.status not in (JobStatus.ACTIVE, JobStatus.PAUSED):
+            return
+        changes: dict[str, object] = {"next_fire_at": to_datetime(update.next_fire_at)}
+        if update.state is not None:
+            changes["state"] = dict(update.state)
+        if update.finished:
+            changes["status"] = JobStatus.FINISHED
+            changes["updated_at"] = to_datetime(at)
+        self._set_job(job, **changes)
 
     def _maybe_finish_job(self, job_id: JobId, at: float) -> None:
         job = self._jobs[job_id]
@@ -204,6 +226,8 @@ class MemoryStore:
             key=job.key,
             created_at=created,  # type: ignore[arg-type]
             updated_at=created,  # type: ignore[arg-type]
+            next_fire_at=to_datetime(job.next_fire_at),
+            state=dict(job.state),
         )
         self._jobs[job.id] = record
         self._job_order.append(job.id)
@@ -295,6 +319,101 @@ class MemoryStore:
         job = self._set_job(job, status=status, updated_at=to_datetime(at))
         return job, running
 
+    async def due_jobs(self, at: float, limit: int) -> list[Job]:
+        due = [
+            job
+            for job in self._jobs.values()
+            if job.status == JobStatus.ACTIVE
+            and job.next_fire_at is not None
+            and job.next_fire_at.timestamp() <= at
+        ]
+        due.sort(key=lambda job: (job.next_fire_at, job.id))
+        return due[:limit]
+
+    async def next_fire(self) -> float | None:
+        times = [
+            job.next_fire_at.timestamp()
+            for job in self._jobs.values()
+            if job.status == JobStatus.ACTIVE and job.next_fire_at is not None
+        ]
+        return min(times, default=None)
+
+    async def fire(
+        self,
+        job_id: JobId,
+        *,
+        expected: float,
+        ticks: Sequence[Tick],
+        next_fire_at: float | None,
+        overlap: str,
+        at: float,
+    ) -> FireResult:
+        job = await self.get_job(job_id)
+        if (
+            job.status != JobStatus.ACTIVE
+            or job.next_fire_at is None
+            or abs(job.next_fire_at.timestamp() - expected) >= 1e-6
+        ):
+            return FireResult(status="stale")
+        live = any(self._execs[e].status not in TERMINAL for e in self._job_execs[job_id])
+        if live and overlap == "queue":
+            return FireResult(status="busy")
+        last = job.last_fire_at.timestamp() if job.last_fire_at else None
+        fired: list[float] = []
+        done = self._ticks.setdefault(job_id, set())
+        for tick in ticks:
+            if tick.at in done or (last is not None and tick.at <= last):
+                continue
+            done.add(tick.at)
+            if not (live and overlap == "skip"):
+                for new in tick.executions:
+                    self._insert_execution(new)
+                fired.append(tick.at)
+        latest = max([t.at for t in ticks if last is None or t.at > last], default=last)
+        self._set_job(
+            job,
+            next_fire_at=to_datetime(next_fire_at),
+            last_fire_at=to_datetime(latest),
+            updated_at=to_datetime(at),
+        )
+        if live and overlap == "skip":
+            return FireResult(status="skipped")
+        return FireResult(status="fired", fired=tuple(fired))
+
+    async def purge(self, ended_before: float, logs_before: float) -> tuple[int, int]:
+        gone = {
+            row.id
+            for row in self._execs.values()
+            if row.status in TERMINAL and row.ended_at is not None and row.ended_at < ended_before
+        }
+        logs = sum(
+            1
+            for e in self._events
+            if isinstance(e, LogWritten)
+            and (e.execution_id in gone or e.at.timestamp() < logs_before)
+        )
+        kept = [
+            e
+            for e in self._events
+            if e.execution_id not in gone
+            and not (isinstance(e, LogWritten) and e.at.timestamp() < logs_before)
+        ]
+        # Sequence numbers stay as they were: streams resume after them.
+        self._events = kept
+        for eid in gone:
+            row = self._execs.pop(eid)
+            self._job_execs[row.job_id].remove(eid)
+        for job in list(self._jobs.values()):
+            if (
+                job.status in (JobStatus.FINISHED, JobStatus.STOPPED, JobStatus.DELETED)
+                and job.updated_at.timestamp() < ended_before
+                and not self._job_execs[job.id]
+            ):
+                del self._jobs[job.id], self._job_execs[job.id]
+                self._job_order.remove(job.id)
+                self._ticks.pop(job.id, None)
+        return len(gone), logs
+
     # -- executions ----------------------------------------------------------------------
 
     async def get_execution(self, execution_id: ExecutionId) -> Execution:
@@ -356,7 +475,14 @@ class MemoryStore:
             row.cancel_requested = False
             self._move(row, _S.RUNNING, at)
             claims.append(
-                Claim(execution=row.snapshot(), run=row.run, spec=row.spec, shared=dict(job.shared))
+                Claim(
+                    execution=row.snapshot(),
+                    run=row.run,
+                    spec=row.spec,
+                    shared=dict(job.shared),
+                    schedule=job.schedule,
+                    job_state=dict(job.state),
+                )
             )
         for entry in held:
             heapq.heappush(self._queued, entry)
@@ -409,6 +535,8 @@ class MemoryStore:
             if finish.shared:
                 job = self._jobs[row.job_id]
                 self._set_job(job, shared={**job.shared, **finish.shared})
+            if finish.job is not None:
+                self._update_job(row.job_id, finish.job, finish.at)
             self._move(row, finish.status, finish.at)
             self._maybe_finish_job(row.job_id, finish.at)
             applied.append(True)
@@ -532,7 +660,7 @@ class MemoryStore:
         return out
 
     async def last_seq(self) -> int:
-        return len(self._events)
+        return self._seq
 
     async def list_categories(self) -> list[Category]:
         counts: dict[str, int] = dict.fromkeys(self._categories, 0)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -50,16 +49,20 @@ from . import _common
 from .base import (
     Claim,
     ExecutionQuery,
+    FireResult,
     JobQuery,
     LogQuery,
     NewExecution,
     NewJob,
     NodeInfo,
+    Tick,
     WriteBatch,
 )
 
 if TYPE_CHECKING:
-    from .._types import JSON, ExecutionId, JobId
+    from collections.abc import Callable, Sequence
+
+    from .._types import ExecutionId, JobId
 
 T = TypeVar("T")
 _S = ExecutionStatus
@@ -71,7 +74,8 @@ _EXEC_COLUMNS = (
     "error, created_at, scheduled_for, started_at, ended_at, node, pid"
 )
 _JOB_COLUMNS = (
-    "id, name, category, status, schedule, steps, priority, shared, key, created_at, updated_at"
+    "id, name, category, status, schedule, steps, priority, shared, key, created_at, updated_at, "
+    "next_fire_at, last_fire_at, state"
 )
 _EVENT_COLUMNS = "seq, at, kind, job_id, execution_id, status, progress, level, message, data"
 _INSERT_STATE = (
@@ -136,6 +140,9 @@ def _job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
         key=row[8],
         created_at=_dt(row[9]),
         updated_at=_dt(row[10]),
+        next_fire_at=to_datetime(row[11]),
+        last_fire_at=to_datetime(row[12]),
+        state=_loads(row[13]),
     )
 
 
@@ -356,6 +363,41 @@ class SQLiteStore:
         self, job_id: JobId, status: JobStatus, at: float
     ) -> tuple[Job, list[ExecutionId]]:
         return await self._run(_in_tx, _set_job_status, job_id, status, at)
+
+    async def due_jobs(self, at: float, limit: int) -> list[Job]:
+        def run(conn: sqlite3.Connection) -> list[Job]:
+            rows = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'active' "
+                "AND next_fire_at <= ? ORDER BY next_fire_at, id LIMIT ?",
+                (at, limit),
+            ).fetchall()
+            return [_job(row) for row in rows]
+
+        return await self._run(run)
+
+    async def next_fire(self) -> float | None:
+        def run(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(
+                "SELECT min(next_fire_at) FROM jobs WHERE status = 'active'"
+            ).fetchone()
+            return None if row[0] is None else float(row[0])
+
+        return await self._run(run)
+
+    async def fire(
+        self,
+        job_id: JobId,
+        *,
+        expected: float,
+        ticks: Sequence[Tick],
+        next_fire_at: float | None,
+        overlap: str,
+        at: float,
+    ) -> FireResult:
+        return await self._run(_in_tx, _fire, job_id, expected, ticks, next_fire_at, overlap, at)
+
+    async def purge(self, ended_before: float, logs_before: float) -> tuple[int, int]:
+        return await self._run(_in_tx, _purge, ended_before, logs_before)
 
     # -- executions ----------------------------------------------------------------------
 
@@ -631,7 +673,8 @@ def _add_job(
         if row is not None:
             return _job(row), False
     conn.execute(
-        f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO jobs ({_JOB_COLUMNS}) "
+        "VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
         (
             job.id,
             job.name,
@@ -643,12 +686,19 @@ def _add_job(
             job.key,
             job.created_at,
             job.created_at,
+            job.next_fire_at,
+            _dumps(job.state),
         ),
     )
     conn.executemany(
         "INSERT OR IGNORE INTO categories (name, created_at) VALUES (?, ?)",
         [(name, job.created_at) for name in _common.category_chain(job.category)],
     )
+    _insert_executions(conn, executions)
+    return _get_job(conn, job.id), True
+
+
+def _insert_executions(conn: sqlite3.Connection, executions: Sequence[NewExecution]) -> None:
     rows = []
     events = []
     for new in executions:
@@ -673,7 +723,6 @@ def _add_job(
         rows,
     )
     conn.executemany(_INSERT_STATE, events)
-    return _get_job(conn, job.id), True
 
 
 def _set_job_status(
@@ -727,14 +776,14 @@ def _claim(conn: sqlite3.Connection, node: NodeInfo, limit: int, at: float) -> l
     rows.sort(key=lambda r: (r[5], r[12], r[0]))
     conn.executemany(_INSERT_STATE, [(at, r[1], r[0], "running") for r in rows])
     job_ids = list({r[1] for r in rows})
-    shared: dict[str, dict[str, JSON]] = {}
+    jobs: dict[str, tuple[Any, Any, Any]] = {}
     for start in range(0, len(job_ids), 500):
         chunk = job_ids[start : start + 500]
         marks = ", ".join("?" * len(chunk))
-        for job_id, text in conn.execute(
-            f"SELECT id, shared FROM jobs WHERE id IN ({marks})", chunk
+        for job_id, shared, schedule, state in conn.execute(
+            f"SELECT id, shared, schedule, state FROM jobs WHERE id IN ({marks})", chunk
         ):
-            shared[job_id] = _loads(text)
+            jobs[job_id] = (_loads(shared), _loads(schedule), _loads(state))
     claims = []
     for row in rows:
         execution = _execution(row)
@@ -744,7 +793,9 @@ def _claim(conn: sqlite3.Connection, node: NodeInfo, limit: int, at: float) -> l
                 execution=execution,
                 run=row[17],
                 spec=spec,
-                shared=dict(shared.get(execution.job_id, {})),
+                shared=jobs[execution.job_id][0],
+                schedule=jobs[execution.job_id][1],
+                job_state=jobs[execution.job_id][2],
             )
         )
     return claims
@@ -825,6 +876,22 @@ def _write(conn: sqlite3.Connection, batch: WriteBatch) -> list[bool]:
             current = conn.execute("SELECT shared FROM jobs WHERE id = ?", (job_id,)).fetchone()
             merged = {**_loads(current[0]), **finish.shared}
             conn.execute("UPDATE jobs SET shared = ? WHERE id = ?", (_dumps(merged), job_id))
+        if finish.job is not None:
+            job_update = finish.job
+            conn.execute(
+                "UPDATE jobs SET next_fire_at = ?, state = coalesce(?, state), "
+                "status = CASE WHEN ? THEN 'finished' ELSE status END, "
+                "updated_at = CASE WHEN ? THEN ? ELSE updated_at END "
+                "WHERE id = ? AND status IN ('active', 'paused')",
+                (
+                    job_update.next_fire_at,
+                    None if job_update.state is None else _dumps(job_update.state),
+                    job_update.finished,
+                    job_update.finished,
+                    finish.at,
+                    job_id,
+                ),
+            )
         if finish.status in TERMINAL:
             ended_jobs.add(job_id)
         applied.append(True)
@@ -884,3 +951,82 @@ def _recover_node(conn: sqlite3.Connection, node_id: str, at: float) -> list[Exe
     _finish_jobs(conn, ended_jobs, at)
     conn.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
     return [_get_execution(conn, row[0]) for row in rows]
+
+
+def _fire(
+    conn: sqlite3.Connection,
+    job_id: JobId,
+    expected: float,
+    ticks: Sequence[Tick],
+    next_fire_at: float | None,
+    overlap: str,
+    at: float,
+) -> FireResult:
+    row = conn.execute(
+        # Within a microsecond: the caller's value went through a datetime.
+        "SELECT last_fire_at FROM jobs WHERE id = ? AND status = 'active' "
+        "AND abs(next_fire_at - ?) < 0.000001",
+        (job_id, expected),
+    ).fetchone()
+    if row is None:
+        return FireResult(status="stale")
+    last: float | None = row[0]
+    live = conn.execute(
+        f"SELECT 1 FROM executions WHERE job_id = ? AND status NOT IN {_TERMINAL_SQL} LIMIT 1",
+        (job_id,),
+    ).fetchone()
+    if live and overlap == "queue":
+        return FireResult(status="busy")
+    fired: list[float] = []
+    latest = last
+    for tick in ticks:
+        if last is not None and tick.at <= last:
+            continue
+        latest = tick.at if latest is None else max(latest, tick.at)
+        # The unique (job, tick) row is the guarantee: a tick fires once, whoever fires it.
+        inserted = conn.execute(
+            "INSERT OR IGNORE INTO ticks (job_id, tick) VALUES (?, ?)", (job_id, tick.at)
+        ).rowcount
+        if inserted and not (live and overlap == "skip"):
+            _insert_executions(conn, tick.executions)
+            fired.append(tick.at)
+    conn.execute(
+        "UPDATE jobs SET next_fire_at = ?, last_fire_at = ?, updated_at = ? WHERE id = ?",
+        (next_fire_at, latest, at, job_id),
+    )
+    if live and overlap == "skip":
+        return FireResult(status="skipped")
+    return FireResult(status="fired", fired=tuple(fired))
+
+
+def _purge(conn: sqlite3.Connection, ended_before: float, logs_before: float) -> tuple[int, int]:
+    gone = [
+        row[0]
+        for row in conn.execute(
+            f"SELECT id FROM executions WHERE status IN {_TERMINAL_SQL} AND ended_at < ?",
+            (ended_before,),
+        )
+    ]
+    logs = 0
+    for start in range(0, len(gone), 500):
+        chunk = gone[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        logs += conn.execute(
+            f"DELETE FROM events WHERE execution_id IN ({marks}) AND kind = 'log'", chunk
+        ).rowcount
+        conn.execute(f"DELETE FROM events WHERE execution_id IN ({marks})", chunk)
+        conn.execute(f"DELETE FROM executions WHERE id IN ({marks})", chunk)
+    logs += conn.execute(
+        "DELETE FROM events WHERE kind = 'log' AND at < ?", (logs_before,)
+    ).rowcount
+    ended = [
+        row[0]
+        for row in conn.execute(
+            "SELECT id FROM jobs j WHERE status IN ('finished', 'stopped', 'deleted') "
+            "AND updated_at < ? AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.job_id = j.id)",
+            (ended_before,),
+        )
+    ]
+    conn.executemany("DELETE FROM ticks WHERE job_id = ?", [(j,) for j in ended])
+    conn.executemany("DELETE FROM jobs WHERE id = ?", [(j,) for j in ended])
+    return len(gone), logs

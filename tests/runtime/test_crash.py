@@ -52,7 +52,7 @@ async def test_sigkilled_runtime_is_recovered_per_policy(tmp_path: Path, policy:
     try:
         rt = build(url, policy)
         async with rt:
-            jobs = (await rt.jobs.list(page_size=100)).items
+            jobs = (await rt.jobs.list(page_size=100, name="slow")).items
             assert len(jobs) == COUNT
             with anyio.fail_after(10):
                 executions = [await job.wait() for job in jobs]

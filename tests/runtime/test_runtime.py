@@ -21,6 +21,7 @@ def make_runtime(store_url: str, **options: object) -> aj.Runtime:
     options.setdefault("poll_interval", 0.05)
     options.setdefault("progress_interval", 0.01)
     options.setdefault("shutdown_timeout", 5)
+    options.setdefault("system_jobs", False)
     return aj.Runtime(store_url, **options)  # type: ignore[arg-type]
 
 

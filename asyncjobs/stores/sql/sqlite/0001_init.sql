@@ -12,8 +12,12 @@ CREATE TABLE jobs (
     shared      TEXT NOT NULL,
     key         TEXT,
     created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL
+    updated_at  REAL NOT NULL,
+    next_fire_at REAL,                  -- when the schedule fires next (NULL: never)
+    last_fire_at REAL,                  -- the latest tick fired: only moves forward
+    state       TEXT NOT NULL DEFAULT '{}'
 );
+CREATE INDEX jobs_due ON jobs (next_fire_at) WHERE status = 'active';
 -- An idempotency key is taken while its job is live.
 CREATE UNIQUE INDEX jobs_live_key ON jobs (key)
     WHERE key IS NOT NULL AND status IN ('active', 'paused');
@@ -67,6 +71,13 @@ CREATE TABLE events (
 );
 CREATE INDEX events_execution ON events (execution_id, seq);
 CREATE INDEX events_job ON events (job_id, seq);
+
+-- One row per fired tick: a (job, tick) fires once, whoever fires it.
+CREATE TABLE ticks (
+    job_id  TEXT NOT NULL,
+    tick    REAL NOT NULL,
+    PRIMARY KEY (job_id, tick)
+);
 
 CREATE TABLE categories (
     name       TEXT PRIMARY KEY,
