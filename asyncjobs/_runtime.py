@@ -352,6 +352,7 @@ class Runtime:
         kwargs: Mapping[str, object] | None = None,
         at: datetime | None = None,
         after: float | timedelta | None = None,
+        tz: str = "UTC",
         name: str | None = None,
         category: str | None = None,
         priority: int | None = None,
@@ -364,6 +365,9 @@ class Runtime:
     ) -> Job:
         """Run ``task(*args, **kwargs)`` once: now, ``at`` a time, or ``after`` seconds.
 
+        A naive ``at`` is a wall-clock time in ``tz`` (default UTC); a time in the past runs
+        at once.
+
         Returns once the job is stored (it then survives a crash of this process). With
         ``key``, a live job with the same key is returned instead of a new one.
 
@@ -372,7 +376,7 @@ class Runtime:
         """
         job = self.job(
             name,
-            schedule=Once(at=at, after=after),
+            schedule=Once(at=at, after=after, tz=tz),
             category=category,
             priority=priority,
             shared=shared,

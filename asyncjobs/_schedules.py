@@ -67,11 +67,13 @@ def _zone(tz: str) -> ZoneInfo:
 class Once:
     """Fire once: ``at`` a time, ``after`` seconds from when the job is pushed, or now.
 
-    A naive ``at`` is taken as UTC; a time in the past fires at once.
+    A naive ``at`` is a wall-clock time in ``tz`` (default UTC); a time in the past fires at
+    once.
     """
 
     at: datetime | None = None
     after: float | timedelta | None = None
+    tz: str = "UTC"
 
     def __post_init__(self) -> None:
         if self.at is not None and self.after is not None:
@@ -81,11 +83,13 @@ class Once:
         if self.at is not None and not isinstance(self.at, datetime):
             raise InvalidSchedule(f"Once(at=...) must be a datetime, got {self.at!r}")
         _duration("after", self.after)
+        _zone(self.tz)
 
     def first_fire(self, now: float) -> float:
         """Return when the job fires, as Unix seconds."""
         if self.at is not None:
-            return from_datetime(self.at)
+            at = self.at if self.at.tzinfo else self.at.replace(tzinfo=_zone(self.tz))
+            return from_datetime(at)
         return now + (_duration("after", self.after) or 0.0)
 
     def to_json(self) -> dict[str, JSON]:

@@ -32,6 +32,7 @@ def test_readme_starts_with_exactly_two_commands() -> None:
 def test_every_python_snippet_in_the_readme_runs(tmp_path: Path) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README, re.DOTALL)
     assert blocks
+    output = ""
     for index, block in enumerate(blocks):
         script = tmp_path / f"snippet_{index}.py"
         script.write_text(block)
@@ -44,9 +45,12 @@ def test_every_python_snippet_in_the_readme_runs(tmp_path: Path) -> None:
             timeout=60,
         )
         assert result.returncode == 0, result.stderr
-    assert "200\n" in result.stdout
-    assert "completed 42" in result.stdout
-    assert "['scheduled', 'queued', 'running', 'completed']" in result.stdout
+        output += result.stdout
+    assert "200\n" in output
+    assert "completed 42" in output
+    assert "['scheduled', 'queued', 'running', 'completed']" in output
+    assert "{'runs': 3}" in output
+    assert "['health check', 'retention cleanup']" in output
 
 
 def test_the_demo_runs_on_the_sqlite_default(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from asyncjobs_runner._convert import to_json
 
 from .._backoff import DEFAULT_BACKOFF, Backoff
 from .._context import CaptureHandler, Context, current_context
-from .._errors import InvalidArguments, UnknownTask
+from .._errors import InvalidArguments, StoreError, UnknownTask
 from .._models import ErrorInfo, Execution
 from .._schedules import Daemon, schedule_from_json
 from .._states import ExecutionStatus, LogLevel
@@ -335,7 +335,7 @@ class Engine:
             finish = await self._run(running)
             if claim.schedule.get("kind") == "daemon" and finish.status != _S.RETRYING:
                 finish = replace(finish, job=self._daemon_next(claim, finish))
-            applied = await self.writer.finish(finish, execution.job_id)
+            applied = await self._record(finish, execution.job_id)
             if applied:
                 if finish.status == _S.COMPLETED:
                     self.completed += 1
@@ -362,6 +362,18 @@ class Engine:
             del self._running[execution.id]
             running.done.set()
             self._slot_freed.set()
+
+    async def _record(self, finish: Finish, job_id: str) -> bool:
+        """Write the outcome, retrying a failing store for a while: an outcome that is never
+        written leaves the execution 'running' under a live node, which nothing recovers."""
+        for attempt in range(8):
+            try:
+                return await self.writer.finish(finish, job_id)  # type: ignore[arg-type]
+            except StoreError:
+                if attempt == 7:
+                    raise
+                await anyio.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
 
     async def _run(self, running: _Running) -> Finish:
         """Run the task and decide the outcome (not yet written)."""

@@ -12,6 +12,7 @@ from croniter import croniter
 import asyncjobs as aj
 from asyncjobs import ExecutionStatus as S
 from asyncjobs._engine.scheduler import due_ticks
+from asyncjobs.stores import NodeInfo
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -470,3 +471,59 @@ async def test_retention_cleanup_deletes_old_executions_and_logs_what_it_did(
                 "than 7 days, 0:00:00"
             )
         ]
+
+
+@pytest.mark.anyio
+async def test_once_at_a_naive_time_is_taken_in_the_zone_and_the_past_runs_now(
+    store_url: str,
+) -> None:
+    clock = aj.ManualClock(datetime(2024, 7, 1, 6, 0, tzinfo=UTC))
+    rt = runtime(store_url, clock)
+
+    @rt.task
+    async def noop() -> str:
+        return "ran"
+
+    async with rt:
+        paris = await rt.once(noop, at=datetime(2024, 7, 1, 9, 30), tz="Europe/Paris")
+        (ex,) = await paris.executions()
+        assert ex.scheduled_for == datetime(2024, 7, 1, 7, 30, tzinfo=UTC)
+        assert ex.status == S.SCHEDULED
+        past = await rt.once(noop, at=datetime(2020, 1, 1, tzinfo=UTC))
+        with anyio.fail_after(5):
+            assert await past.result() == "ran"
+        with pytest.raises(aj.InvalidSchedule, match="unknown time zone 'Nowhere'"):
+            await rt.once(noop, at=datetime(2024, 7, 1, 9, 30), tz="Nowhere")
+
+
+@pytest.mark.anyio
+async def test_health_check_recovers_the_executions_of_a_dead_node(store_url: str) -> None:
+    rt = aj.Runtime(
+        store_url, workers=1, system_jobs=False, heartbeat_interval=60, node_timeout=120
+    )
+
+    @rt.task(name="stuck")
+    async def stuck(ctx: aj.Context) -> int:
+        return ctx.attempt
+
+    async with rt:
+        rt.resize(0)  # let the ghost node claim the job first
+        job = await rt.once("stuck")
+        now = rt._clock.time()
+        ghost = NodeInfo(
+            id="ghost", host="elsewhere", pid=1, started_at=now, heartbeat_at=now - 600
+        )
+        await rt.store.register_node(ghost)
+        (claim,) = await rt.store.claim(ghost, 1, now)
+        assert claim.execution.job_id == job.id
+        rt.resize(1)
+        check = await rt.once("asyncjobs.health")
+        with anyio.fail_after(10):
+            assert await check.result() == {"recovered": 1}
+            assert await job.result() == 2  # re-queued as a new attempt, then run here
+        (ex,) = await check.executions()
+        logs = [r.message for r in (await rt.logs.list(execution_id=ex.id)).items]
+        assert logs == [
+            f"execution {claim.execution.id} of job {job.id} had lost its worker: now retrying"
+        ]
+        assert "ghost" not in {node.id for node in await rt.store.list_nodes()}
