@@ -88,6 +88,7 @@ class Engine:
         self._stopping = False
         self._dispatch_scope = anyio.CancelScope()
         self._drain_scope = anyio.CancelScope()
+        self._aborted = False
         self._next_due: float | None = None
         self._schedule_changed = Wakeup()
         self.scheduler = Scheduler(store, runtime._clock)
@@ -112,8 +113,8 @@ class Engine:
         await self._tg.start(self.writer.run, name="asyncjobs writer")
         await self._tg.start(self._maintenance_loop, name="asyncjobs maintenance")
         await self._tg.start(self._schedule_loop, name="asyncjobs scheduler")
-        if self._workers > 0:
-            await self._tg.start(self._dispatch_loop, name="asyncjobs dispatcher")
+        # Started even with no workers: it claims nothing until rt.resize() gives it slots.
+        await self._tg.start(self._dispatch_loop, name="asyncjobs dispatcher")
 
     async def stop(self, timeout: float) -> None:
         """Stop claiming, let running executions finish for ``timeout`` seconds, then release
@@ -125,7 +126,7 @@ class Engine:
                 # A daemon never finishes by itself: waiting for it only delays the stop.
                 running.reason = "shutdown"
                 running.scope.cancel()
-        with anyio.move_on_after(timeout) as self._drain_scope:
+        with anyio.move_on_after(0 if self._aborted else timeout) as self._drain_scope:
             while self._running:
                 await self._slot_freed.wait()
         for running in list(self._running.values()):
@@ -146,6 +147,7 @@ class Engine:
 
     def abort(self) -> None:
         """Cut the graceful drain short (a second stop or signal)."""
+        self._aborted = True
         self._drain_scope.cancel()
 
     # -- what the runtime asks ------------------------------------------------------------
