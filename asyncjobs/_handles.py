@@ -45,7 +45,7 @@ class Job:
         self._rt = runtime
         self._record = record
         self._name = name
-        self._schedule: Schedule = schedule if schedule is not None else Once()
+        self._schedule: Schedule | None = schedule
         self._category = None if category is None else check_category(category)
         self._priority = None if priority is None else check_int("priority", priority)
         if key is not None and (not isinstance(key, str) or not key):
@@ -112,23 +112,24 @@ class Job:
         now = self._rt._clock.time()
         first = self._steps[0][0]
         job_id = JobId(new_id())
-        fire = self._schedule.first_fire(now)
+        schedule = self._schedule or Once()
+        fire = schedule.first_fire(now)
         priority = self._priority or 0
         # One-off jobs and daemons start with their executions; cron and interval jobs get
         # theirs from the scheduler at each tick.
-        starts_now = isinstance(self._schedule, Once | Daemon)
+        starts_now = isinstance(schedule, Once | Daemon)
         new_job = NewJob(
             id=job_id,
             name=self._name or first.task,
             category=self._category or self._steps[0][1],
-            schedule=self._schedule.to_json(),
+            schedule=schedule.to_json(),
             steps=tuple(spec for spec, _ in self._steps),
             priority=priority,
             shared=self._shared,
             key=self._key,
             created_at=now,
             next_fire_at=None if starts_now else fire,
-            state={"restarts": 0, "quick": 0} if isinstance(self._schedule, Daemon) else {},
+            state={"restarts": 0, "quick": 0} if isinstance(schedule, Daemon) else {},
         )
         executions = [
             NewExecution(

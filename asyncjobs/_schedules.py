@@ -15,17 +15,17 @@ Cron and daylight saving time, the rule (:meth:`Cron.next_fire`):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ._backoff import Backoff, as_backoff
 from ._errors import InvalidSchedule
 from ._types import as_seconds, from_datetime
 
 if TYPE_CHECKING:
-    from zoneinfo import ZoneInfo
-
     from ._types import JSON
 
 Misfire: TypeAlias = Literal["skip", "run_once", "run_all"]
@@ -50,11 +50,14 @@ def _duration(
         raise InvalidSchedule(str(exc)) from None
 
 
-def _zone(tz: str) -> ZoneInfo:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+@functools.cache
+def _zone(tz: str) -> tzinfo:
+    # Cached: the first load of a zone reads a file, and it is asked for at every tick.
 
     if not isinstance(tz, str) or not tz:
         raise InvalidSchedule(f"tz must be an IANA time zone name like 'Europe/Paris', got {tz!r}")
+    if tz == "UTC":
+        return UTC
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
@@ -178,7 +181,7 @@ class Cron:
         }
 
 
-def _same_offset(zone: ZoneInfo, wall: datetime, margin: timedelta) -> bool:
+def _same_offset(zone: tzinfo, wall: datetime, margin: timedelta) -> bool:
     return (wall - margin).replace(tzinfo=zone).utcoffset() == (wall + margin).replace(
         tzinfo=zone
     ).utcoffset()
@@ -189,7 +192,7 @@ def _sub_hourly(minutes: list[Any], hours: list[Any]) -> bool:
     return minutes == ["*"] or len(minutes) > 1 or hours == ["*"] or len(hours) == 24
 
 
-def _instants(wall: datetime, zone: ZoneInfo, every_hour: bool) -> list[float]:
+def _instants(wall: datetime, zone: tzinfo, every_hour: bool) -> list[float]:
     """Return the instants a wall-clock time stands for in ``zone`` (see the module rule)."""
     first = wall.replace(tzinfo=zone, fold=0)
     second = wall.replace(tzinfo=zone, fold=1)

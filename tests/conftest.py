@@ -7,7 +7,7 @@ import pytest
 from asyncjobs.stores import Store, open_store
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
 
@@ -30,3 +30,19 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 async def store(store_url: str) -> AsyncIterator[Store]:
     async with open_store(store_url) as s:
         yield s
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_calls_in_the_loop(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test whose event loop makes a blocking call (file I/O, time.sleep...)."""
+    if "anyio_backend" not in request.fixturenames:
+        yield
+        return
+    from blockbuster import blockbuster_ctx
+
+    with blockbuster_ctx(["asyncjobs", "tests"]) as bb:
+        # Loading a time zone reads its file once; asyncjobs caches the zone.
+        for name in ("os.stat", "io.BufferedReader.read"):
+            bb.functions[name].can_block_in("zoneinfo/_tzpath.py", "find_tzfile")
+            bb.functions[name].can_block_in("zoneinfo/_common.py", {"load_tzdata", "load_data"})
+        yield

@@ -246,8 +246,6 @@ class SQLiteStore:
         raise AssertionError("unreachable")
 
     async def __aenter__(self) -> Self:
-        if self.path.is_dir():
-            raise StoreError(f"the SQLite store path {str(self.path)!r} is a directory")
         try:
             db = aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db = await db

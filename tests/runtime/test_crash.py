@@ -27,10 +27,13 @@ def _child_env() -> dict[str, str]:
 @pytest.mark.parametrize("policy", ["retry", "fail"])
 async def test_sigkilled_runtime_is_recovered_per_policy(tmp_path: Path, policy: str) -> None:
     url = f"sqlite:///{tmp_path}/crash.db"
-    child = subprocess.Popen(
+    child = await anyio.open_process(
         [sys.executable, "-m", "tests.runtime.crash_child", url, policy, str(COUNT)],
         cwd=ROOT,
         env=_child_env(),
+        stdin=None,
+        stdout=None,
+        stderr=None,
     )
     try:
         observer = aj.Runtime(url, workers=0)
@@ -41,12 +44,12 @@ async def test_sigkilled_runtime_is_recovered_per_policy(tmp_path: Path, policy:
                     await observer.executions.count(status="running") < COUNT
                     or (await observer.logs.list()).total < COUNT
                 ):
-                    assert child.poll() is None, "the child runtime exited early"
+                    assert child.returncode is None, "the child runtime exited early"
                     await anyio.sleep(0.02)
             logs_before = [(r.execution_id, r.message) for r in (await observer.logs.list()).items]
     finally:
         child.send_signal(signal.SIGKILL)
-        child.wait()
+        await child.wait()
 
     sys.argv.append("--after-crash")
     try:
