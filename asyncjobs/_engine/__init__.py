@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import os
 import socket
 import time
@@ -90,6 +91,7 @@ class Engine:
         self._drain_scope = anyio.CancelScope()
         self._aborted = False
         self._next_due: float | None = None
+        self._last_poll = -math.inf
         self._schedule_changed = Wakeup()
         self.scheduler = Scheduler(store, runtime._clock)
         self._tg: TaskGroup | None = None
@@ -193,40 +195,46 @@ class Engine:
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         task_status.started()
-        assert self._tg is not None
         poll = self._rt._poll_interval
-        last_poll = time.monotonic()
-        self._next_due = await self._store.next_due()
+        self._last_poll = -math.inf  # read the store's next due time at once
         with self._dispatch_scope:
             while True:
-                free = self._workers - len(self._running)
-                if free <= 0:
-                    await self._slot_freed.wait()
-                    continue
-                # Claim at most the free slots: a claimed execution is 'running' on this
-                # node, and one waiting here for a slot would be delayed for every node.
-                claims = await self._store.claim(
-                    self.node, min(free, MAX_CLAIM_BATCH), self._clock.time()
-                )
-                for claim in claims:
-                    self._start(claim)
-                if len(claims) == min(free, MAX_CLAIM_BATCH):
-                    await anyio.lowlevel.checkpoint()
-                    continue
-                # What is due next: known from our own pushes, and re-read from the store at
-                # each poll (other processes add work too). Not re-read after every local
-                # wake-up: that would cost a store round trip per enqueued job.
-                now = self._clock.time()
-                if self._next_due is not None and self._next_due <= now:
-                    # The claim just promoted what was due; ask what comes after it.
-                    self._next_due = await self._store.next_due()
-                    last_poll = now
-                due = self._next_due
-                timeout = poll if due is None else min(poll, due - now)
-                await self._work_added.wait(timeout)
-                if time.monotonic() - last_poll >= poll:
-                    last_poll = time.monotonic()
-                    self._next_due = await self._store.next_due()
+                try:
+                    await self._dispatch_once(poll)
+                except Exception:
+                    # A store that fails (disk full, locked too long) must not kill the
+                    # node: log it, wait a poll, and try again.
+                    logger.exception("asyncjobs dispatcher failed; retrying")
+                    await anyio.sleep(poll)
+
+    async def _dispatch_once(self, poll: float) -> None:
+        """Claim what fits in the free slots, or wait until something may be due."""
+        if time.monotonic() - self._last_poll >= poll:
+            self._last_poll = time.monotonic()
+            self._next_due = await self._store.next_due()
+        free = self._workers - len(self._running)
+        if free <= 0:
+            await self._slot_freed.wait()
+            return
+        # Claim at most the free slots: a claimed execution is 'running' on this node, and
+        # one waiting here for a slot would be delayed for every node.
+        limit = min(free, MAX_CLAIM_BATCH)
+        claims = await self._store.claim(self.node, limit, self._clock.time())
+        for claim in claims:
+            self._start(claim)
+        if len(claims) == limit:
+            await anyio.lowlevel.checkpoint()
+            return
+        # What is due next is known from our own pushes, and re-read from the store at each
+        # poll (other processes add work too); not after every local wake-up, which would
+        # cost a store round trip per enqueued job.
+        now = self._clock.time()
+        if self._next_due is not None and self._next_due <= now:
+            # The claim just promoted what was due; ask what comes after it.
+            self._last_poll = time.monotonic()
+            self._next_due = await self._store.next_due()
+        due = self._next_due
+        await self._work_added.wait(poll if due is None else min(poll, due - now))
 
     async def _schedule_loop(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
