@@ -20,7 +20,6 @@ How it is built, and why:
 from __future__ import annotations
 
 import sqlite3
-import time
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -799,9 +798,9 @@ def _claim(conn: sqlite3.Connection, node: NodeInfo, limit: int, at: float) -> l
     return claims
 
 
-def _finish_jobs(conn: sqlite3.Connection, job_ids: set[str], at: float) -> None:
-    """Move one-off jobs that have no live execution left to ``finished``."""
-    for job_id in job_ids:
+def _finish_jobs(conn: sqlite3.Connection, ended: dict[str, float]) -> None:
+    """Move one-off jobs that have no live execution left to ``finished`` (job id -> when)."""
+    for job_id, at in ended.items():
         conn.execute(
             "UPDATE jobs SET status = 'finished', updated_at = ? "
             "WHERE id = ? AND status IN ('active', 'paused') "
@@ -841,7 +840,7 @@ def _write(conn: sqlite3.Connection, batch: WriteBatch) -> list[bool]:
                 (update.at, row[0], update.execution_id, update.progress, update.message),
             )
     applied: list[bool] = []
-    ended_jobs: set[str] = set()
+    ended_jobs: dict[str, float] = {}
     for finish in batch.finishes:
         check_transition(_S.RUNNING, finish.status)
         retrying = finish.status == _S.RETRYING
@@ -891,9 +890,9 @@ def _write(conn: sqlite3.Connection, batch: WriteBatch) -> list[bool]:
                 ),
             )
         if finish.status in TERMINAL:
-            ended_jobs.add(job_id)
+            ended_jobs[job_id] = max(finish.at, ended_jobs.get(job_id, finish.at))
         applied.append(True)
-    _finish_jobs(conn, ended_jobs, max((f.at for f in batch.finishes), default=time.time()))
+    _finish_jobs(conn, ended_jobs)
     return applied
 
 
@@ -907,7 +906,7 @@ def _cancel_execution(
             (at, execution_id),
         )
         conn.execute(_INSERT_STATE, (at, execution.job_id, execution_id, "cancelled"))
-        _finish_jobs(conn, {execution.job_id}, at)
+        _finish_jobs(conn, {execution.job_id: at})
         return _get_execution(conn, execution_id), False
     if execution.status == _S.RUNNING:
         conn.execute("UPDATE executions SET cancel_requested = 1 WHERE id = ?", (execution_id,))
@@ -921,7 +920,7 @@ def _recover_node(conn: sqlite3.Connection, node_id: str, at: float) -> list[Exe
         "WHERE status = 'running' AND node = ?",
         (node_id,),
     ).fetchall()
-    ended_jobs: set[str] = set()
+    ended_jobs: dict[str, float] = {}
     for execution_id, job_id, spec_text, crashes, cancel_requested in rows:
         spec = StepSpec.from_json(_loads(spec_text))
         status, error, message = _common.lost_worker_outcome(
@@ -945,8 +944,8 @@ def _recover_node(conn: sqlite3.Connection, node_id: str, at: float) -> list[Exe
         conn.execute(_INSERT_LOG, (at, job_id, execution_id, int(LogLevel.WARN), message, None))
         conn.execute(_INSERT_STATE, (at, job_id, execution_id, status.value))
         if not retrying:
-            ended_jobs.add(job_id)
-    _finish_jobs(conn, ended_jobs, at)
+            ended_jobs[job_id] = at
+    _finish_jobs(conn, ended_jobs)
     conn.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
     return [_get_execution(conn, row[0]) for row in rows]
 
