@@ -1,0 +1,200 @@
+"""What is particular to the SQLite file: refusing files it must not touch, WAL, several
+stores and processes on one file."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from asyncjobs import ExecutionStatus, InvalidStoreURL, SchemaVersionError, StoreError
+from asyncjobs._models import StepSpec
+from asyncjobs._types import ExecutionId, JobId, new_id
+from asyncjobs.stores import ExecutionQuery, NewExecution, NewJob, NodeInfo, open_store
+from asyncjobs.stores.sqlite import SQLiteStore
+
+pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parents[2]
+T0 = 1_700_000_000.0
+
+
+def _job_with(count: int) -> tuple[NewJob, list[NewExecution]]:
+    job = NewJob(
+        id=JobId(new_id()),
+        name="many",
+        category="default",
+        schedule={"kind": "once"},
+        steps=(StepSpec(task="t"),),
+        priority=0,
+        shared={},
+        key=None,
+        created_at=T0,
+    )
+    executions = [
+        NewExecution(
+            id=ExecutionId(new_id()),
+            job_id=job.id,
+            step=i,
+            spec=job.steps[0],
+            priority=0,
+            scheduled_for=T0,
+            created_at=T0,
+        )
+        for i in range(count)
+    ]
+    return job, executions
+
+
+def _sql(path: Path, statement: str) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute(statement)
+    conn.close()
+
+
+async def test_a_file_that_is_not_a_database_is_refused_untouched(tmp_path: Path) -> None:
+    path = anyio.Path(tmp_path / "notes.db")
+    content = b"these are my notes, not a database\n" * 200
+    await path.write_bytes(content)
+    with pytest.raises(SchemaVersionError, match="is not a SQLite database"):
+        async with SQLiteStore(tmp_path / "notes.db"):
+            pass
+    assert await path.read_bytes() == content
+    assert not await anyio.Path(tmp_path / "notes.db-wal").exists()
+
+
+async def test_a_foreign_database_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    await anyio.to_thread.run_sync(_sql, path, "CREATE TABLE users (id INTEGER PRIMARY KEY)")
+    before = await anyio.Path(path).read_bytes()
+    with pytest.raises(SchemaVersionError, match=r"asyncjobs did not create.*users"):
+        async with SQLiteStore(path):
+            pass
+    assert await anyio.Path(path).read_bytes() == before
+
+
+async def test_a_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    async with SQLiteStore(path):
+        pass
+    await anyio.to_thread.run_sync(
+        _sql, path, "UPDATE asyncjobs_meta SET value = '999' WHERE key = 'schema_version'"
+    )
+    before = await anyio.Path(path).read_bytes()
+    with pytest.raises(SchemaVersionError, match="schema version 999, newer than this code's 1"):
+        async with SQLiteStore(path):
+            pass
+    assert await anyio.Path(path).read_bytes() == before
+
+
+async def test_the_file_uses_wal_and_keeps_its_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    async with SQLiteStore(path):
+        pass
+
+    def inspect() -> tuple[str, tuple[str]]:
+        with sqlite3.connect(path) as conn:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            version = conn.execute(
+                "SELECT value FROM asyncjobs_meta WHERE key = 'schema_version'"
+            ).fetchone()
+        conn.close()
+        return mode, version
+
+    assert await anyio.to_thread.run_sync(inspect) == ("wal", ("1",))
+    async with SQLiteStore(path):  # opening again migrates nothing and loses nothing
+        pass
+
+
+def test_bad_urls_and_options_name_what_is_supported(tmp_path: Path) -> None:
+    with pytest.raises(InvalidStoreURL, match=r"unknown store URL 'redis://x'.*memory://"):
+        open_store("redis://x")
+    with pytest.raises(StoreError, match="unknown SQLite store option 'journal'"):
+        SQLiteStore(f"{tmp_path}/x.db?journal=off")
+    with pytest.raises(StoreError, match="synchronous must be full, normal or extra"):
+        SQLiteStore(f"{tmp_path}/x.db?synchronous=fast")
+
+
+async def test_a_directory_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot open the SQLite store"):
+        async with SQLiteStore(tmp_path):
+            pass
+
+
+async def test_two_stores_on_one_file_claim_each_execution_once(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    job, executions = _job_with(300)
+    claimed: list[str] = []
+    async with SQLiteStore(path) as first, SQLiteStore(path) as second:
+        await first.add_job(job, executions)
+
+        async def claimer(store: SQLiteStore, node: str) -> None:
+            info = NodeInfo(id=node, host="h", pid=1, started_at=T0, heartbeat_at=T0)
+            while claims := await store.claim(info, 7, T0):
+                claimed.extend(c.execution.id for c in claims)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(claimer, first, "a")
+            tg.start_soon(claimer, second, "b")
+    assert sorted(claimed) == sorted(e.id for e in executions)
+
+
+CLAIMER = """
+import sys, anyio
+from asyncjobs.stores import NodeInfo
+from asyncjobs.stores.sqlite import SQLiteStore
+
+async def main(path):
+    node = NodeInfo(id="child", host="h", pid=2, started_at=0.0, heartbeat_at=0.0)
+    async with SQLiteStore(path) as store:
+        print("ready", flush=True)
+        seen = False
+        with anyio.fail_after(20):
+            while True:
+                claims = await store.claim(node, 5, 1_700_000_000.0)
+                if not claims and seen:
+                    break
+                seen = seen or bool(claims)
+                for claim in claims:
+                    print(claim.execution.id, flush=True)
+                await anyio.sleep(0.001)  # SQLite's lock is not fair: let the parent in too
+
+anyio.run(main, sys.argv[1])
+"""
+
+
+async def test_another_process_on_the_same_file_never_double_claims(tmp_path: Path) -> None:
+    path = tmp_path / "processes.db"
+    job, executions = _job_with(400)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "runner")])}
+    mine: list[str] = []
+    async with SQLiteStore(path) as store:
+        await store.add_job(_job_with(0)[0], [])  # the schema exists before the child starts
+        async with await anyio.open_process(
+            [sys.executable, "-c", CLAIMER, str(path)], env=env, stderr=None
+        ) as child:
+            assert child.stdout is not None
+            buffered = BufferedByteReceiveStream(child.stdout)
+            assert await buffered.receive_until(b"\n", 100) == b"ready"
+            await store.add_job(job, executions)  # now both race for them
+            node = NodeInfo(id="parent", host="h", pid=1, started_at=T0, heartbeat_at=T0)
+            while await store.count_executions(ExecutionQuery(status=ExecutionStatus.QUEUED)):
+                claims = await store.claim(node, 5, T0)
+                mine.extend(c.execution.id for c in claims)
+                await anyio.sleep(0.001)
+            theirs = []
+            with anyio.fail_after(30):
+                while True:
+                    try:
+                        theirs.append((await buffered.receive_until(b"\n", 200)).decode())
+                    except (anyio.EndOfStream, anyio.IncompleteRead):
+                        break
+            await child.wait()
+    assert child.returncode == 0
+    assert sorted(mine + theirs) == sorted(e.id for e in executions)
+    assert not set(mine) & set(theirs)
+    assert mine and theirs  # both took part
