@@ -59,6 +59,7 @@ from ._states import (
     JobStatus as JobStatus,
     LogLevel as LogLevel,
 )
+from ._tasks import Command as Command, ProcessLimits as ProcessLimits
 
 __version__ = "0.1.0"
 
@@ -67,6 +68,7 @@ __all__ = (
     "Backoff",
     "Category",
     "Clock",
+    "Command",
     "Context",
     "Cron",
     "Daemon",
@@ -91,6 +93,7 @@ __all__ = (
     "ManualClock",
     "Once",
     "Page",
+    "ProcessLimits",
     "ProgressReported",
     "ProtocolError",
     "Runtime",

@@ -7,12 +7,12 @@ task runs in a worker thread: it hands the value to the engine's writer and retu
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, MutableMapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Protocol
 
 from asyncjobs_runner._convert import to_json
+from asyncjobs_runner.protocol import check_progress
 
 from ._states import LogLevel
 
@@ -37,24 +37,6 @@ class Sink(Protocol):
 
 current_context: ContextVar[Context | None] = ContextVar("asyncjobs_context", default=None)
 """The context of the execution running in this task or thread (for logging capture)."""
-
-
-def check_progress(value: object, message: object) -> tuple[float, str]:
-    """Return a valid ``(progress, message)``.
-
-    :raises ValueError: naming the value, unless it is a number from 0 to 100 and the message
-        a string
-    """
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or not 0 <= value <= 100
-    ):
-        raise ValueError(f"progress must be a number from 0 to 100, got {value!r}")
-    if not isinstance(message, str):
-        raise ValueError(f"the progress message must be a string, got {message!r}")
-    return float(value), message
 
 
 class ExecutionLogger:

@@ -12,7 +12,14 @@ from ._errors import ExecutionCancelled, ExecutionFailed, ExecutionTimeout, Inva
 from ._models import Execution, Job as JobRecord, StepSpec
 from ._schedules import Daemon, Once, Schedule
 from ._states import TERMINAL, ExecutionStatus, JobStatus
-from ._tasks import check_category, check_int, check_mode, encode_arguments
+from ._tasks import (
+    Command,
+    check_category,
+    check_int,
+    check_mode,
+    child_target,
+    encode_arguments,
+)
 from ._types import JSON, ExecutionId, JobId, as_seconds, new_id
 from .stores.base import ExecutionQuery, NewExecution, NewJob
 
@@ -58,7 +65,7 @@ class Job:
 
     def add(
         self,
-        task: Callable[..., Any] | str,
+        task: Callable[..., Any] | str | Command,
         /,
         *args: object,
         kwargs: Mapping[str, object] | None = None,
@@ -67,30 +74,50 @@ class Job:
         retries: int | None = None,
         backoff: Backoff | float | timedelta | None = None,
     ) -> Self:
-        """Add a step: ``task`` (a registered function or name) with its arguments.
+        """Add a step: ``task`` (a registered function or name, or an :class:`aj.Command`)
+        with its arguments.
 
         :raises UnknownTask: if the task is not registered on the runtime
-        :raises InvalidArguments: if the arguments do not bind to its signature or are not JSON
+        :raises InvalidArguments: if the arguments do not bind to its signature or are not
+            JSON, or a process child could not import the task
         """
         if self._record is not None:
             raise RuntimeError(f"job {self.id} was pushed already; build a new job to add steps")
+        if timeout is not None:
+            timeout = as_seconds(timeout, name="timeout", allow_zero=False)
+        retries = None if retries is None else check_int("retries", retries, minimum=0)
+        if isinstance(task, Command):
+            if args or kwargs:
+                raise InvalidArguments(
+                    task.name, None, "a command takes no arguments: put them in argv"
+                )
+            spec = StepSpec(
+                task=task.name,
+                mode="process",
+                timeout=timeout or as_seconds(task.timeout, name="timeout", allow_zero=False),
+                retries=retries or 0,
+                backoff=None if backoff is None else as_backoff(backoff).to_json(),
+                command=tuple(task.argv),
+                env=None if task.env is None else dict(task.env),
+                cwd=task.cwd,
+            )
+            self._steps.append((spec, "default"))
+            return self
         definition = self._rt._registry.resolve(task)
         json_args, json_kwargs = encode_arguments(definition, args, kwargs)
         chosen_backoff = definition.backoff if backoff is None else as_backoff(backoff)
+        chosen_mode = check_mode(mode) if mode is not None else definition.mode
         spec = StepSpec(
             task=definition.name,
             args=json_args,
             kwargs=json_kwargs,
-            mode=check_mode(mode) if mode is not None else definition.mode,
-            timeout=definition.timeout
-            if timeout is None
-            else as_seconds(timeout, name="timeout", allow_zero=False),
-            retries=definition.retries
-            if retries is None
-            else check_int("retries", retries, minimum=0),
+            mode=chosen_mode,
+            timeout=definition.timeout if timeout is None else timeout,
+            retries=definition.retries if retries is None else retries,
             backoff=None if chosen_backoff is None else chosen_backoff.to_json(),
             on_worker_lost=definition.on_worker_lost,
             crash_limit=definition.crash_limit,
+            target=child_target(definition) if chosen_mode == "process" else None,
         )
         self._steps.append((spec, definition.category))
         if self._priority is None:

@@ -48,9 +48,17 @@ class StepSpec:
     backoff: dict[str, JSON] | None = None
     on_worker_lost: str = "retry"
     crash_limit: int = 3
+    target: str | None = None
+    command: tuple[str, ...] | None = None
+    env: dict[str, str] | None = None
+    cwd: str | None = None
 
     def to_json(self) -> dict[str, JSON]:
         return {
+            "target": self.target,
+            "command": None if self.command is None else list(self.command),
+            "env": self.env,  # type: ignore[dict-item]
+            "cwd": self.cwd,
             "task": self.task,
             "args": list(self.args),
             "kwargs": self.kwargs,
@@ -70,6 +78,7 @@ class StepSpec:
         timeout = data.get("timeout")
         retries = data.get("retries")
         crash_limit = data.get("crash_limit")
+        command, env, target, cwd = (data.get(k) for k in ("command", "env", "target", "cwd"))
         assert isinstance(args, list)
         assert isinstance(kwargs, dict)
         return cls(
@@ -82,6 +91,10 @@ class StepSpec:
             backoff=backoff if isinstance(backoff, dict) else None,
             on_worker_lost=str(data.get("on_worker_lost", "retry")),
             crash_limit=crash_limit if isinstance(crash_limit, int) else 3,
+            target=target if isinstance(target, str) else None,
+            command=tuple(map(str, command)) if isinstance(command, list) else None,
+            env={str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else None,
+            cwd=cwd if isinstance(cwd, str) else None,
         )
 
 

@@ -20,7 +20,7 @@ from ._models import Event, StateChanged
 from ._queries import CategoriesAPI, ExecutionsAPI, JobsAPI, LogsAPI
 from ._schedules import Cron, Daemon, Every, Once, Schedule
 from ._states import TERMINAL
-from ._tasks import Registry, TaskDef, check_int, make_task
+from ._tasks import Command, ProcessLimits, Registry, TaskDef, check_int, make_task
 from ._types import as_seconds
 from .stores import DEFAULT_URL, check_url
 
@@ -77,6 +77,8 @@ class Runtime:
     :param log_retention: how long log lines are kept (default: ``retention``)
     :param health_interval: seconds between health checks, which recover the executions of
         nodes that died
+    :param process_limits: bounds on process children's output and their cancel grace
+        periods (:class:`ProcessLimits`)
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class Runtime:
         retention: float | timedelta = timedelta(days=90),
         log_retention: float | timedelta | None = None,
         health_interval: float | timedelta = 300.0,
+        process_limits: ProcessLimits | None = None,
     ) -> None:
         if store is None:
             store = os.environ.get("ASYNCJOBS_STORE") or DEFAULT_URL
@@ -128,6 +131,7 @@ class Runtime:
                     raise ValueError(f"{name} must be a function, got {hook!r}")
                 self._hooks[name] = hook
         self._registry = Registry()
+        self._process_limits = process_limits or ProcessLimits()
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._system_jobs = bool(system_jobs)
         self._retention = _seconds(retention, "retention", positive=True)
@@ -342,6 +346,32 @@ class Runtime:
         }
         job = self.job(schedule=schedule, **options)
         job.add(task, *args, **step_options)
+        return await job.push()
+
+    async def command(
+        self,
+        argv: list[str] | tuple[str, ...],
+        /,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | timedelta | None = None,
+        **options: Any,
+    ) -> Job:
+        """Run an executable once as a process execution (never through a shell).
+
+        It gets the ``JOB_*`` environment plus ``env``; exit 0 completes, anything else fails
+        with the exit code (or signal) and the end of its stderr. Options as for :meth:`once`
+        (``at``, ``after``, ``retries``, ``priority``, ``key``...).
+        """
+        schedule = Once(
+            at=options.pop("at", None),
+            after=options.pop("after", None),
+            tz=options.pop("tz", "UTC"),
+        )
+        step_options = {k: options.pop(k) for k in ("retries", "backoff") if k in options}
+        job = self.job(schedule=schedule, **options)
+        job.add(Command(argv, env=env, cwd=cwd, timeout=timeout), **step_options)
         return await job.push()
 
     async def once(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from asyncjobs_runner._convert import BindError, bind, to_json
+from asyncjobs_runner._convert import BindError, bind, is_context_annotation, to_json
+from asyncjobs_runner._target import TargetError, target_of
 
 from ._backoff import Backoff, as_backoff
 from ._context import Context
@@ -18,6 +19,63 @@ if TYPE_CHECKING:
     from datetime import timedelta
 
 Hook = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessLimits:
+    """Bounds on what one process child may send, and the grace periods of its cancel ladder.
+
+    :param max_line_bytes: one stdout or stderr line; the rest is discarded, the execution fails
+    :param max_log_lines: log lines kept per execution; past it they are dropped and it fails
+    :param stderr_tail_bytes: how much of the end of stderr a failed child's error quotes
+    :param kill_grace: seconds between ``cancel`` on stdin and SIGTERM to the process group
+    :param term_grace: seconds between SIGTERM and SIGKILL
+    """
+
+    max_line_bytes: int = 1024 * 1024
+    max_log_lines: int = 100_000
+    stderr_tail_bytes: int = 8192
+    kill_grace: float = 5.0
+    term_grace: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_line_bytes", "max_log_lines", "stderr_tail_bytes"):
+            check_int(name, getattr(self, name), minimum=1)
+        for name in ("kill_grace", "term_grace"):
+            as_seconds(getattr(self, name), name=name)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A job step that runs an executable (never through a shell) as a process execution.
+
+    It gets the ``JOB_*`` environment plus ``env``; protocol lines on its stdout are acted on,
+    other stdout lines become info logs and stderr lines error logs. Exit 0 completes.
+    """
+
+    argv: Sequence[str]
+    env: Mapping[str, str] | None = field(default=None, kw_only=True)
+    cwd: str | None = field(default=None, kw_only=True)
+    timeout: float | timedelta | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.argv, str)
+            or not self.argv
+            or not all(isinstance(a, str) for a in self.argv)
+        ):
+            raise ValueError(
+                f"a command is a non-empty list of strings (no shell), got {self.argv!r}"
+            )
+        if self.env is not None and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()
+        ):
+            raise ValueError(f"a command's env maps strings to strings, got {self.env!r}")
+        as_seconds(self.timeout, name="timeout", allow_zero=False)
+
+    @property
+    def name(self) -> str:
+        return "command:" + self.argv[0].rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,10 +111,7 @@ class TaskDef:
 
 
 def _is_context(annotation: object) -> bool:
-    # A string when the annotation could not be resolved (imported under TYPE_CHECKING).
-    return annotation is Context or (
-        isinstance(annotation, str) and annotation.rpartition(".")[2] == "Context"
-    )
+    return annotation is Context or is_context_annotation(annotation)
 
 
 def default_name(fn: Callable[..., Any]) -> str:
@@ -83,11 +138,18 @@ def check_category(value: object) -> str:
 def check_mode(value: object) -> str:
     if value not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {value!r}")
-    if value == "process":
-        raise ValueError(
-            "mode='process' is not available in this version yet; use mode='coroutine'"
-        )
     return str(value)
+
+
+def child_target(task: TaskDef) -> str:
+    """Return the target a process child imports the task by.
+
+    :raises InvalidArguments: saying why a child cannot import it, and what to do
+    """
+    try:
+        return target_of(task.fn)
+    except TargetError as exc:
+        raise InvalidArguments(task.name, None, str(exc)) from None
 
 
 def make_task(
@@ -128,7 +190,7 @@ def make_task(
         if hook is not None and not callable(hook):
             raise ValueError(f"{hook_name} must be a function, got {hook!r}")
     target = inspect.unwrap(fn)
-    return TaskDef(
+    task = TaskDef(
         name=name or default_name(fn),
         fn=fn,
         is_async=inspect.iscoroutinefunction(target),
@@ -144,6 +206,9 @@ def make_task(
         on_terminate=on_terminate,
         on_state_change=on_state_change,
     )
+    if task.mode == "process":
+        child_target(task)  # refuse now what a child could never import
+    return task
 
 
 class Registry:
@@ -206,3 +271,7 @@ def encode_arguments(
         raise InvalidArguments(task.name, None, str(exc)) from None
     task.bind(json_args, json_kwargs)
     return json_args, json_kwargs
+
+
+for _cls in (Command, ProcessLimits):
+    _cls.__module__ = "asyncjobs"

@@ -22,7 +22,8 @@ def test_every_public_name_resolves_and_belongs_to_asyncjobs() -> None:
 def test_the_surface_is_pinned() -> None:
     assert set(aj.__all__) == {
         "AsyncJobsError", "Backoff", "Category", "Clock", "Context", "Cron", "Daemon",
-        "ErrorInfo", "Event", "Every", "Execution", "ManualClock", "SystemClock",
+        "ErrorInfo", "Event", "Every", "Execution", "ManualClock", "SystemClock", "Command",
+        "ProcessLimits",
         "ExecutionCancelled", "ExecutionFailed", "ExecutionNotFound", "ExecutionStatus",
         "ExecutionTimeout", "InvalidArguments", "InvalidSchedule", "InvalidStoreURL", "Job",
         "JobNotFound", "JobStatus", "LogLevel", "LogRecord", "LogWritten", "Once", "Page",

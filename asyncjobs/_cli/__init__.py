@@ -12,6 +12,12 @@ if TYPE_CHECKING:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``asyncjobs`` command line; return the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["run"]:
+        # The child entry point, before anything else is imported: its start-up is a feature.
+        from asyncjobs_runner._child import main as run_child
+
+        return run_child(args_list[1:])
     from asyncjobs import __version__
 
     parser = argparse.ArgumentParser(
@@ -32,7 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="store URL (default: $ASYNCJOBS_STORE, else sqlite:///asyncjobs.db)",
     )
-    args = parser.parse_args(argv)
+    commands.add_parser(
+        "run",
+        help="the child side of a process execution (started by a runtime, not by hand)",
+    )
+    args = parser.parse_args(args_list)
     if args.command == "demo":
         from .demo import run_demo
 

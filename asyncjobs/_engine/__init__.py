@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import socket
+import sys
 import time
 import traceback
 from contextlib import AsyncExitStack
@@ -39,6 +40,7 @@ from .._states import ExecutionStatus, LogLevel
 from .._types import new_id
 from ..stores.base import Claim, Finish, JobUpdate, NodeInfo
 from .changes import Changes, Wakeup
+from .process import run_child
 from .scheduler import Scheduler
 from .writer import Writer
 
@@ -94,6 +96,7 @@ class Engine:
         self._last_poll = -math.inf
         self._schedule_changed = Wakeup()
         self.scheduler = Scheduler(store, runtime._clock)
+        self._process_slots = anyio.CapacityLimiter(max(1, runtime._process_workers))
         self._tg: TaskGroup | None = None
         self._stack = AsyncExitStack()
         self.writer = Writer(
@@ -402,13 +405,22 @@ class Engine:
         error: BaseException | None = None
         result: object = None
         timed_out = False
+        spec = claim.spec
+        in_child = spec.command is not None or spec.mode == "process"
         try:
-            task = self._rt._registry.get(claim.spec.task)
+            if spec.command is None:
+                task = self._rt._registry.get(spec.task)
             with running.scope:
-                args, kwargs = task.bind(claim.spec.args, claim.spec.kwargs, ctx)
-                timeout = claim.spec.timeout
-                with anyio.move_on_after(timeout if timeout is not None else float("inf")) as t:
-                    result = await self._call(task, ctx, args, kwargs)
+                timeout = spec.timeout if spec.timeout is not None else math.inf
+                if in_child:
+                    # The child binds and converts the arguments itself.
+                    with anyio.move_on_after(timeout) as t:
+                        result = await self._call_child(claim, ctx)
+                else:
+                    assert task is not None
+                    args, kwargs = task.bind(spec.args, spec.kwargs, ctx)
+                    with anyio.move_on_after(timeout) as t:
+                        result = await self._call(task, ctx, args, kwargs)
                 timed_out = t.cancelled_caught
         except Exception as exc:
             error = exc
@@ -436,7 +448,10 @@ class Engine:
         if error is None:
             return Finish(status=_S.COMPLETED, result=value, **common)
         info = _error_info(error)
-        retryable = not isinstance(error, InvalidArguments | UnknownTask)
+        retryable = not isinstance(error, InvalidArguments | UnknownTask) and info.type not in (
+            "BindError",
+            "TargetError",
+        )
         if retryable and execution.attempt <= claim.spec.retries:
             delay = self._backoff(task, claim).delay(execution.attempt)
             ctx.log.warning(
@@ -530,6 +545,38 @@ class Engine:
         finally:
             current_context.reset(token)
 
+    async def _call_child(self, claim: Claim, ctx: Context) -> object:
+        """Run the step in a child process; return its result or raise its error."""
+        spec = claim.spec
+        if spec.command is not None:
+            argv, start = list(spec.command), None
+        else:
+            assert spec.target is not None
+            # Our own interpreter, never whatever 'python3' or 'asyncjobs' is first on PATH:
+            # a version-manager shim there costs ~140 ms per spawn.
+            argv = [sys.executable, "-m", "asyncjobs_runner", "run", spec.target]
+            start = {
+                "type": "start",
+                "target": spec.target,
+                "args": list(spec.args),
+                "kwargs": spec.kwargs,
+            }
+        async with self._process_slots:
+            outcome = await run_child(
+                argv,
+                ctx=ctx,
+                spec=spec,
+                writer=self.writer,
+                run=claim.run,
+                limits=self._rt._process_limits,
+                start=start,
+                env=spec.env,
+                cwd=spec.cwd,
+            )
+        if outcome.error is not None:
+            raise RemoteError(outcome.error)
+        return outcome.result
+
     def _backoff(self, task: TaskDef | None, claim: Claim) -> Backoff:
         if claim.spec.backoff is not None:
             return Backoff.from_json(claim.spec.backoff)
@@ -587,6 +634,14 @@ class _Timeout(Exception):
     pass
 
 
+class RemoteError(Exception):
+    """An error a child reported (or that ended it), recorded as it came."""
+
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(info.message)
+        self.info = info
+
+
 async def _maybe_await(value: object) -> object:
     if inspect.isawaitable(value):
         return await value
@@ -594,6 +649,8 @@ async def _maybe_await(value: object) -> object:
 
 
 def _error_info(error: BaseException) -> ErrorInfo:
+    if isinstance(error, RemoteError):
+        return error.info
     name = "ExecutionTimeout" if isinstance(error, _Timeout) else type(error).__name__
     return ErrorInfo(
         type=name,

@@ -384,3 +384,16 @@ def _convert(value: JSON, annotation: object, name: str) -> object:
         return from_json(value, annotation, path=name)
     except BindError as exc:
         raise BindError(name, exc.problem) from None
+
+
+def is_context_annotation(annotation: object) -> bool:
+    """Whether a parameter annotated so receives the execution context (``aj.Context``).
+
+    Matched by name so that the runner never imports asyncjobs: the class itself, or the
+    string left when the annotation could not be resolved.
+    """
+    if isinstance(annotation, str):
+        return annotation.rpartition(".")[2] == "Context"
+    return getattr(annotation, "__name__", None) == "Context" and str(
+        getattr(annotation, "__module__", "")
+    ).startswith(("asyncjobs", "asyncjobs_runner"))
