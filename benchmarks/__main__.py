@@ -12,7 +12,7 @@ import sys
 
 import anyio
 
-from benchmarks import pool
+from benchmarks import pool, process
 
 
 def main() -> None:
@@ -21,7 +21,23 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    parser.add_argument(
+        "--suite", choices=("all", "pool", "process"), default="all", help="what to run"
+    )
     args = parser.parse_args()
+    if args.suite in ("all", "pool"):
+        run_pool(args)
+    if args.suite in ("all", "process"):
+        run_process(max(10, args.n // 100))
+
+
+def run_process(n: int) -> None:
+    print(f"\nprocess mode: median of {n} sequential runs; throughput over {2 * n}")
+    for name, value, unit in process.run(n):
+        print(f"{name:<52} {value:>10.2f} {unit}")
+
+
+def run_pool(args: argparse.Namespace) -> None:
     backend_options = {"use_uvloop": args.uvloop}
     print(
         f"no-op coroutine executions: n={args.n}, concurrency={args.concurrency}, "

@@ -107,7 +107,7 @@ class _Shared(dict[str, Any]):
         self._channel.send({"type": "shared", "key": key, "value": None})
 
 
-class ChildContext:
+class Context:
     """What a task receives as ``ctx`` in a child: the same calls as in a coroutine."""
 
     def __init__(self, channel: Channel, env: dict[str, str]) -> None:
@@ -235,7 +235,7 @@ def main(argv: list[str]) -> int:
     root = logging.getLogger()
     root.addHandler(_LogHandler(channel))
     root.setLevel(logging.INFO)
-    ctx = ChildContext(channel, dict(os.environ))
+    ctx = Context(channel, dict(os.environ))
     lines = _StdinLines()
     try:
         start: Any = json.loads(next(lines, b"{}") or b"{}")
