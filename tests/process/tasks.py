@@ -84,7 +84,7 @@ def stubborn() -> None:
 
 def with_grandchild(marker: str) -> None:
     subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(600)", marker],
+        [sys.executable, "-c", "import time; time.sleep(600)", f"{marker}-grandchild"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

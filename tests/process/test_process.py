@@ -14,6 +14,7 @@ from asyncjobs import ExecutionStatus as S
 from tests.process import tasks
 
 pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parents[2]
 
 FAST = aj.ProcessLimits(kill_grace=0.5, term_grace=0.5, max_log_lines=10_000)
 
@@ -202,7 +203,7 @@ async def test_cancel_runs_the_ladder_and_leaves_no_orphan(tmp_path: Path) -> No
     async with runtime("memory://") as rt:
         job = await rt.once(tasks.with_grandchild, marker)
         with anyio.fail_after(20):
-            while len(await processes_with(marker)) < 1:
+            while len(await processes_with(f"{marker}-grandchild")) < 1:
                 await anyio.sleep(0.05)
         (ex,) = await job.executions()
         cancelled = await rt.executions.cancel(ex.id)
@@ -214,7 +215,7 @@ async def test_cancel_runs_the_ladder_and_leaves_no_orphan(tmp_path: Path) -> No
         (ex,) = await stubborn.executions()
         assert (await rt.executions.cancel(ex.id)).status == S.CANCELLED
     with anyio.fail_after(5):
-        while await processes_with(marker):
+        while await processes_with(f"{marker}-grandchild"):
             await anyio.sleep(0.05)
     assert await zombie_children() == []
 
@@ -255,3 +256,37 @@ def test_the_child_imports_no_heavy_module_for_a_sync_task() -> None:
     ).stderr  # fmt: skip
     loaded = set(__import__("json").loads(out))
     assert not loaded & {"asyncio", "anyio", "aiosqlite", "asyncpg", "croniter", "orjson"}
+
+
+async def test_children_and_grandchildren_die_with_a_sigkilled_worker(tmp_path: Path) -> None:
+    import signal
+
+    marker = f"asyncjobs-orphan-marker-{os.getpid()}-{tmp_path.name}"
+    root = ROOT
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "runner")])}
+    worker = await anyio.open_process(
+        [sys.executable, "-m", "tests.process.orphan_child", f"sqlite:///{tmp_path}/o.db", marker],
+        cwd=root,
+        env=env,
+        stdin=None,
+        stdout=None,
+        stderr=None,
+    )
+    try:
+        with anyio.fail_after(30):
+            while not await processes_with(f"{marker}-grandchild"):
+                await anyio.sleep(0.05)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        await worker.wait()
+    # The runner notices its stdin closing and takes its whole process group down.
+    with anyio.fail_after(5):
+        while await processes_with(f"{marker}-grandchild"):
+            await anyio.sleep(0.05)
+
+
+async def test_too_large_shared_data_fails_before_spawning_with_a_clear_error() -> None:
+    async with runtime("memory://") as rt:
+        job = await rt.once(tasks.env_report, shared={"blob": "x" * 200_000})
+        with pytest.raises(aj.ExecutionFailed, match=r"JOB_SHARED.* bytes, more than exec accepts"):
+            await job.result(timeout=30)

@@ -1,0 +1,25 @@
+"""A worker that runs one process task which starts a grandchild; the test SIGKILLs it.
+
+Run as: python -m tests.process.orphan_child URL MARKER
+"""
+
+from __future__ import annotations
+
+import sys
+
+import anyio
+
+import asyncjobs as aj
+from tests.process import tasks
+
+
+async def main(url: str, marker: str) -> None:
+    rt = aj.Runtime(url, workers=2, system_jobs=False)
+    rt.task(mode="process")(tasks.with_grandchild)
+    async with rt:
+        await rt.once(tasks.with_grandchild, marker)
+        await anyio.sleep_forever()
+
+
+if __name__ == "__main__":
+    anyio.run(main, sys.argv[1], sys.argv[2])
