@@ -40,7 +40,7 @@ from .._states import ExecutionStatus, LogLevel
 from .._types import new_id
 from ..stores.base import Claim, Finish, JobUpdate, NodeInfo
 from .changes import Changes, Wakeup
-from .process import run_child
+from .process import kill_leftover, run_child
 from .scheduler import Scheduler
 from .writer import Writer
 
@@ -313,6 +313,14 @@ class Engine:
         for node in await self._store.list_nodes():
             if node.id == self.node.id or not self._is_dead(node, now):
                 continue
+            if node.host == self.node.host:
+                # Children that outlived their node (a command does not watch its stdin)
+                # are stopped, but only if they are still the processes that were recorded.
+                for pid, started in await self._store.node_children(node.id):
+                    if await anyio.to_thread.run_sync(kill_leftover, pid, started):
+                        logger.warning(
+                            "killed the leftover process group %d of node %s", pid, node.id
+                        )
             recovered = await self._store.recover_node(node.id, now)
             found.extend(recovered)
             if recovered:
@@ -572,6 +580,9 @@ class Engine:
                 start=start,
                 env=spec.env,
                 cwd=spec.cwd,
+                on_spawn=lambda pid, started: self._store.record_child(
+                    claim.execution.id, claim.run, pid, started
+                ),
             )
         if outcome.error is not None:
             raise RemoteError(outcome.error)

@@ -27,6 +27,8 @@ from .._models import ErrorInfo
 from .._states import LogLevel
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from anyio.abc import ByteReceiveStream, Process
 
     from .._context import Context
@@ -96,6 +98,7 @@ async def run_child(
     start: dict[str, Any] | None,
     env: dict[str, str] | None = None,
     cwd: str | None = None,
+    on_spawn: Callable[[int, str | None], Awaitable[None]] | None = None,
 ) -> ChildOutcome:
     """Run one child to its end and return its outcome.
 
@@ -114,6 +117,9 @@ async def run_child(
     )
     state = _ChildState(ctx=ctx, writer=writer, run=run, limits=limits)
     try:
+        if on_spawn is not None:
+            started = await anyio.to_thread.run_sync(process_started, process.pid)
+            await on_spawn(process.pid, started)
         assert process.stdin is not None
         if start is not None:
             await process.stdin.send(protocol.encode(start))
@@ -169,6 +175,25 @@ async def stop_child(process: Process, limits: ProcessLimits, *, polite: bool) -
             await process.wait()
     # Grandchildren may outlive a child that exited by itself: the group goes too.
     _kill_group(process.pid, signal.SIGKILL)
+
+
+def process_started(pid: int) -> str | None:
+    """Return when ``pid`` started (clock ticks since boot, from /proc), or ``None`` where
+    there is no /proc: with the pid, it names one process even after the pid is reused."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def kill_leftover(pid: int, started: str | None) -> bool:
+    """Kill the process group a dead node's child left, if that child is still the same
+    process; return whether it was."""
+    if started is None or process_started(pid) != started:
+        return False
+    _kill_group(pid, signal.SIGKILL)
+    return True
 
 
 def _kill_group(pgid: int, sig: int) -> None:

@@ -395,6 +395,18 @@ class Store(Protocol):
         """Return every registered node."""
         ...
 
+    async def record_child(
+        self, execution_id: ExecutionId, run: int, pid: int, started: str | None
+    ) -> None:
+        """Remember the child process of a running execution (fenced on ``run``), so that
+        whoever recovers the node can stop a child that outlived it."""
+        ...
+
+    async def node_children(self, node_id: str) -> list[tuple[int, str | None]]:
+        """Return ``(pid, started)`` of the recorded children of the node's running
+        executions."""
+        ...
+
     async def recover_node(self, node_id: str, at: float) -> list[Execution]:
         """Take back the running executions of a dead node, then remove the node.
 

@@ -82,6 +82,7 @@ class _Exec:
     ended_at: float | None = None
     node: str | None = None
     pid: int | None = None
+    child: tuple[int, str | None] | None = None
     cancel_requested: bool = False
     history: list[Transition] = field(default_factory=list)
 
@@ -587,6 +588,20 @@ class MemoryStore:
 
     async def list_nodes(self) -> list[NodeInfo]:
         return list(self._nodes.values())
+
+    async def record_child(
+        self, execution_id: ExecutionId, run: int, pid: int, started: str | None
+    ) -> None:
+        row = self._execs.get(execution_id)
+        if row is not None and row.status == _S.RUNNING and row.run == run:
+            row.child = (pid, started)
+
+    async def node_children(self, node_id: str) -> list[tuple[int, str | None]]:
+        return [
+            row.child
+            for row in self._execs.values()
+            if row.status == _S.RUNNING and row.node == node_id and row.child is not None
+        ]
 
     async def recover_node(self, node_id: str, at: float) -> list[Execution]:
         recovered: list[Execution] = []

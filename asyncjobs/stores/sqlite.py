@@ -512,6 +512,31 @@ class SQLiteStore:
 
         return await self._run(run)
 
+    async def record_child(
+        self, execution_id: ExecutionId, run: int, pid: int, started: str | None
+    ) -> None:
+        def run_(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE executions SET child_pid = ?, child_started = ? "
+                "WHERE id = ? AND run = ? AND status = 'running'",
+                (pid, started, execution_id, run),
+            )
+
+        await self._run(_in_tx, run_)
+
+    async def node_children(self, node_id: str) -> list[tuple[int, str | None]]:
+        def run(conn: sqlite3.Connection) -> list[tuple[int, str | None]]:
+            return [
+                (row[0], row[1])
+                for row in conn.execute(
+                    "SELECT child_pid, child_started FROM executions "
+                    "WHERE status = 'running' AND node = ? AND child_pid IS NOT NULL",
+                    (node_id,),
+                )
+            ]
+
+        return await self._run(run)
+
     async def recover_node(self, node_id: str, at: float) -> list[Execution]:
         return await self._run(_in_tx, _recover_node, node_id, at)
 

@@ -265,7 +265,14 @@ async def test_children_and_grandchildren_die_with_a_sigkilled_worker(tmp_path: 
     root = ROOT
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "runner")])}
     worker = await anyio.open_process(
-        [sys.executable, "-m", "tests.process.orphan_child", f"sqlite:///{tmp_path}/o.db", marker],
+        [
+            sys.executable,
+            "-m",
+            "tests.process.orphan_child",
+            f"sqlite:///{tmp_path}/o.db",
+            marker,
+            "task",
+        ],
         cwd=root,
         env=env,
         stdin=None,
@@ -290,3 +297,42 @@ async def test_too_large_shared_data_fails_before_spawning_with_a_clear_error() 
         job = await rt.once(tasks.env_report, shared={"blob": "x" * 200_000})
         with pytest.raises(aj.ExecutionFailed, match=r"JOB_SHARED.* bytes, more than exec accepts"):
             await job.result(timeout=30)
+
+
+async def test_a_restarted_worker_kills_the_command_its_dead_predecessor_left(
+    tmp_path: Path,
+) -> None:
+    import signal
+
+    marker = f"asyncjobs-leftover-marker-{os.getpid()}-{tmp_path.name}"
+    url = f"sqlite:///{tmp_path}/left.db"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "runner")])}
+    worker = await anyio.open_process(
+        [sys.executable, "-m", "tests.process.orphan_child", url, marker, "command"],
+        cwd=ROOT,
+        env=env,
+        stdin=None,
+        stdout=None,
+        stderr=None,
+    )
+    try:
+        with anyio.fail_after(30):
+            while not await processes_with(f"{marker}-grandchild"):
+                await anyio.sleep(0.05)
+            async with aj.Runtime(url, workers=0, system_jobs=False) as observer:
+                # The child is recorded once it runs.
+                while not await observer.store.node_children(
+                    (await observer.executions.list(status="running")).items[0].node or ""
+                ):
+                    await anyio.sleep(0.05)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        await worker.wait()
+    leftover = set(await processes_with(f"{marker}-grandchild"))
+    assert leftover  # the command outlived its worker
+    async with aj.Runtime(url, workers=1, system_jobs=False) as rt:
+        with anyio.fail_after(10):
+            while leftover & set(await processes_with(f"{marker}-grandchild")):
+                await anyio.sleep(0.05)
+        (ex,) = (await rt.executions.list()).items
+        await rt.jobs.stop(ex.job_id)  # it was re-queued (at-least-once) and may run again

@@ -506,6 +506,20 @@ async def test_recover_node_cancels_what_was_marked_and_leaves_other_nodes_alone
     assert (await store.get_execution(b.execution.id)).status == S.RUNNING
 
 
+async def test_children_are_recorded_per_run_and_listed_for_their_node(store: Store) -> None:
+    j = job()
+    mine, theirs = execution(j), execution(j, step=1)
+    await store.add_job(j, [mine, theirs])
+    (a,) = await store.claim(NODE, 1, T0)
+    (b,) = await store.claim(OTHER, 1, T0)
+    await store.record_child(a.execution.id, a.run, 4242, "123456")
+    await store.record_child(b.execution.id, b.run + 1, 999, None)  # a stale run: ignored
+    assert await store.node_children(NODE.id) == [(4242, "123456")]
+    assert await store.node_children(OTHER.id) == []
+    await store.write(WriteBatch(finishes=[finish(a.execution.id, a.run, S.COMPLETED)]))
+    assert await store.node_children(NODE.id) == []
+
+
 # -- events ----------------------------------------------------------------------------------
 
 

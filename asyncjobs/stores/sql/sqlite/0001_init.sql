@@ -45,7 +45,9 @@ CREATE TABLE executions (
     started_at       REAL,
     ended_at         REAL,
     node             TEXT,
-    pid              INTEGER
+    pid              INTEGER,
+    child_pid        INTEGER,              -- a process execution's child (its group leader)
+    child_started    TEXT                  -- the child's start time, against reused pids
 );
 -- The claim walks this index in claim order and stops at the limit.
 CREATE INDEX executions_queued ON executions (priority, scheduled_for, id)
