@@ -556,6 +556,32 @@ class Runtime:
             ctx.log.info("no stalled executions")
         return {"recovered": len(recovered)}
 
+    def configure(
+        self,
+        *,
+        store: str | Store | None = None,
+        workers: int | None = None,
+        process_workers: int | None = None,
+    ) -> None:
+        """Override the store and pool sizes given to the constructor, before :meth:`start`.
+
+        For whoever runs a runtime that someone else built: ``asyncjobs worker MODULE
+        --store URL --workers N`` imports the module's runtime and calls this. ``None``
+        keeps a setting as it is.
+
+        :raises RuntimeError: if the runtime is started
+        :raises InvalidStoreURL: if ``store`` names no known store
+        :raises ValueError: naming the option, if a size is not an integer >= 0
+        """
+        if self._host is not None:
+            raise RuntimeError("configure() is for a runtime that is not started yet")
+        if store is not None:
+            self._store_spec = check_url(store) if isinstance(store, str) else store
+        if workers is not None:
+            self._workers = check_int("workers", workers, minimum=0)
+        if process_workers is not None:
+            self._process_workers = check_int("process_workers", process_workers, minimum=0)
+
     def resize(self, workers: int) -> None:
         """Change how many coroutine executions run at once, while running."""
         self._workers = check_int("workers", workers, minimum=0)
