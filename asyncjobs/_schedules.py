@@ -103,6 +103,9 @@ class Once:
 class Cron:
     """Fire on a five-field cron expression (or ``@hourly``, ``@daily``, ...) in ``tz``.
 
+    A sixth field, after the weekday, gives the seconds (croniter's form):
+    ``* * * * * */10`` fires every ten seconds.
+
     :param misfire: ticks missed while no runtime ran (or the job was paused): ``"skip"``
         (run at the next tick only), ``"run_once"`` (one catch-up run now) or ``"run_all"``
         (every missed tick, oldest first, at most ``max_catchup``)
@@ -124,13 +127,13 @@ class Cron:
         if not isinstance(self.expr, str) or not croniter.is_valid(self.expr):
             raise InvalidSchedule(
                 f"malformed cron expression {self.expr!r}; expected five fields "
-                "'minute hour day month weekday' (like '30 2 * * *') or @hourly, @daily, "
-                "@weekly, @monthly, @yearly"
+                "'minute hour day month weekday' (like '30 2 * * *'), a sixth for seconds, "
+                "or @hourly, @daily, @weekly, @monthly, @yearly"
             )
-        if len(self.expr.split()) not in (1, 5):
+        if len(self.expr.split()) not in (1, 5, 6):
             raise InvalidSchedule(
                 f"cron expression {self.expr!r} has {len(self.expr.split())} fields; "
-                "expected five: 'minute hour day month weekday'"
+                "expected five: 'minute hour day month weekday' (and optionally seconds)"
             )
         _zone(self.tz)
         _choice("misfire", self.misfire, MISFIRES)
@@ -153,7 +156,10 @@ class Cron:
         # wall times can be out of order only across a DST change (by at most its size, 2 h
         # at most anywhere), so keep scanning until wall times pass the best instant by 3 h.
         local = datetime.fromtimestamp(after, zone).replace(tzinfo=None)
-        it = croniter(self.expr, local - timedelta(hours=3))
+        # Far from a DST change wall order is instant order: start at ``after`` (a cron with
+        # seconds would otherwise walk three hours of ticks on every call).
+        near_change = not _same_offset(zone, local, timedelta(hours=3))
+        it = croniter(self.expr, local - timedelta(hours=3) if near_change else local)
         best: float | None = None
         best_wall: datetime | None = None
         for _ in range(100_000):

@@ -82,12 +82,27 @@ def test_a_year_in_a_dst_zone_matches_croniter_except_its_duplicate() -> None:
         assert stamps == sorted(set(stamps)), expr  # strictly increasing
 
 
+def test_a_sixth_field_gives_seconds_and_matches_croniter() -> None:
+    start = datetime(2024, 10, 27, 0, 59, 50, 250_000, tzinfo=BERLIN)
+    end = start + timedelta(minutes=2)
+    for expr in ("* * * * * *", "* * * * * */15", "*/2 * * * * 30"):
+        ours = fires(aj.Cron(expr, tz="Europe/Berlin"), start, end)
+        it = croniter(expr, start)
+        theirs = []
+        while (t := it.get_next(datetime)) <= end:
+            theirs.append(t.timestamp())
+        assert [f.timestamp() for f in ours] == theirs, expr
+    every_second = fires(aj.Cron("* * * * * *"), start, end)
+    assert len(every_second) == 120
+
+
 @pytest.mark.parametrize(
     ("make", "match"),
     [
         (lambda: aj.Cron("61 * * * *"), "malformed cron expression '61 \\* \\* \\* \\*'"),
         (lambda: aj.Cron("* * *"), "malformed cron expression"),
-        (lambda: aj.Cron("0 * * * * *"), "has 6 fields"),
+        (lambda: aj.Cron("0 * * * * * *"), "has 7 fields"),
+        (lambda: aj.Cron("* * * * * 61"), "malformed cron expression"),
         (lambda: aj.Cron("0 2 * * *", tz="Mars/Olympus"), "unknown time zone 'Mars/Olympus'"),
         (
             lambda: aj.Cron("@daily", misfire="sometimes"),  # type: ignore[arg-type]
