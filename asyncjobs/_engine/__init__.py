@@ -15,6 +15,7 @@ processes) on one store stay correct.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import math
@@ -109,6 +110,9 @@ class Engine:
 
     async def start(self) -> None:
         """Register the node, recover dead nodes' work, and start the loops."""
+        # Importing croniter calls platform.architecture(), which runs `file` in a subprocess:
+        # do it in a thread now rather than in the loop at the first rt.cron() or cron tick.
+        await anyio.to_thread.run_sync(importlib.import_module, "croniter")
         await self._store.register_node(self.node)
         await self.recover_dead_nodes()
         handler = CaptureHandler()
