@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asyncjobs.stores import Store, open_store
+from tests.pg import PostgresServer
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -21,8 +22,19 @@ def anyio_backend(request: pytest.FixtureRequest) -> object:
     return request.param
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the whole session (see tests/pg.py)."""
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        # A schema of its own per test: isolated rows, no new database to create.
+        server: PostgresServer = request.getfixturevalue("pg_server")
+        return server.url()
     return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/t.db"
 
 
@@ -45,4 +57,8 @@ def no_blocking_calls_in_the_loop(request: pytest.FixtureRequest) -> Iterator[No
         for name in ("os.stat", "io.BufferedReader.read"):
             bb.functions[name].can_block_in("zoneinfo/_tzpath.py", "find_tzfile")
             bb.functions[name].can_block_in("zoneinfo/_common.py", {"load_tzdata", "load_data"})
+        # asyncpg reads ~/.pgpass and looks for client certificates (a few stat calls)
+        # while it parses the connection arguments, once per new connection.
+        for function in bb.functions.values():
+            function.can_block_in("asyncpg/connect_utils.py", "_parse_connect_dsn_and_args")
         yield

@@ -4,7 +4,8 @@
 
     memory://                 in this process only; lost when it exits (not durable)
     sqlite:///relative.db     a SQLite file (sqlite:////abs/path.db for an absolute path)
-    postgresql://...          PostgreSQL (needs the ``asyncjobs[postgres]`` extra)
+    postgresql://user@host/db PostgreSQL (needs the ``asyncjobs[postgres]`` extra);
+                              ``?schema=name`` picks the schema (default ``asyncjobs``)
 
 Store classes are imported lazily: opening a memory store imports no database driver.
 """
@@ -32,6 +33,7 @@ from .base import (
 
 if TYPE_CHECKING:
     from .memory import MemoryStore as MemoryStore
+    from .postgres import PostgresStore as PostgresStore
     from .sqlite import SQLiteStore as SQLiteStore
 
 __all__ = (
@@ -45,6 +47,7 @@ __all__ = (
     "NewJob",
     "NewLog",
     "NodeInfo",
+    "PostgresStore",
     "ProgressUpdate",
     "SQLiteStore",
     "Store",
@@ -52,7 +55,7 @@ __all__ = (
     "open_store",
 )
 
-_LAZY = {"MemoryStore": ".memory", "SQLiteStore": ".sqlite"}
+_LAZY = {"MemoryStore": ".memory", "PostgresStore": ".postgres", "SQLiteStore": ".sqlite"}
 SCHEMES = ("memory://", "sqlite:///", "postgresql://")
 DEFAULT_URL = "sqlite:///asyncjobs.db"
 
@@ -99,7 +102,10 @@ def open_store(url: str) -> Store:
         from .sqlite import SQLiteStore
 
         return SQLiteStore(url.removeprefix("sqlite:///"))
-    raise InvalidStoreURL(
-        f"the PostgreSQL store is not available yet in this version (URL {url!r}); "
-        "use memory:// or sqlite:///path.db"
-    )
+    try:
+        from .postgres import PostgresStore
+    except ImportError as exc:
+        raise InvalidStoreURL(
+            f"the PostgreSQL store needs asyncpg ({exc}); install asyncjobs[postgres]"
+        ) from exc
+    return PostgresStore(url)

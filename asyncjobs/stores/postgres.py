@@ -1,0 +1,1308 @@
+"""The PostgreSQL store: many nodes on one database, claims that never collide.
+
+How it is built, and why:
+
+* **Its own schema.** Every table lives in one PostgreSQL schema (default ``asyncjobs``;
+  ``?schema=name`` in the URL or ``schema=`` picks another), reached through the
+  connections' ``search_path``. A version table there says which migrations ran; they run at
+  start under an advisory lock, so two runtimes starting at once do not race, and a schema
+  newer than this code (or a schema asyncjobs did not create) is refused untouched.
+* **Claims** are one statement, ``UPDATE ... WHERE id IN (SELECT ... ORDER BY priority,
+  scheduled_for, id FOR UPDATE SKIP LOCKED LIMIT n) RETURNING ...``: claimers on any number of
+  nodes skip each other's rows instead of waiting for them, and never take one row twice.
+* **Fencing** as in SQLite: every write that ends or updates a running execution says
+  ``WHERE run = $n AND status = 'running'``.
+* **Lock order** is jobs, then executions, then the events lock, in every transaction, so
+  that writers on different nodes do not deadlock (a deadlock PostgreSQL still detects is
+  retried).
+* **Events commit in sequence order.** Each transaction inserts its events last, holding a
+  transaction-level advisory lock until it commits; a reader that has seen event N can never
+  later find a smaller one committed (with plain identity values, a slow transaction could
+  commit N-1 after N was read, and a follower would skip it for ever).
+* **Ticks** are rows with the primary key (job, tick), inserted ``ON CONFLICT DO NOTHING``
+  after the job's row is locked and its ``next_fire_at`` checked: a tick fires once, whichever
+  node fires it.
+* **Wake-ups.** Transactions that add claimable work, change schedules or write events send
+  a small ``NOTIFY`` on the store's channel; :meth:`PostgresStore.watch` listens on one
+  connection and tells the engine, so idle nodes react at once (their slow poll stays, for a
+  notification lost with a connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import secrets
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+import orjson
+
+from .._errors import ExecutionNotFound, JobNotFound, SchemaVersionError, StoreError
+from .._models import (
+    Category,
+    ErrorInfo,
+    Event,
+    Execution,
+    Job,
+    LogRecord,
+    LogWritten,
+    Page,
+    ProgressReported,
+    StateChanged,
+    StepSpec,
+    Transition,
+)
+from .._states import TERMINAL, WAITING, ExecutionStatus, JobStatus, LogLevel, check_transition
+from .._types import to_datetime
+from . import _common
+from .base import (
+    Claim,
+    ExecutionQuery,
+    FireResult,
+    JobQuery,
+    LogQuery,
+    NewExecution,
+    NewJob,
+    NodeInfo,
+    Tick,
+    WriteBatch,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from .._types import ExecutionId, JobId
+
+T = TypeVar("T")
+_S = ExecutionStatus
+logger = logging.getLogger("asyncjobs.stores.postgres")
+
+SCHEMA_VERSION = 1
+DEFAULT_SCHEMA = "asyncjobs"
+_MIGRATIONS = {1: "init"}
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
+_RETRIES = 20
+
+WORK = "asyncjobs:work"
+"""Wake-up key: executions were queued or may have become claimable."""
+SCHEDULE = "asyncjobs:schedule"
+"""Wake-up key: a job's schedule (its next fire time or status) changed."""
+EVERYTHING = "*"
+"""Wake-up key: anything may have changed (too many keys for one notification, or the
+listening connection was lost and re-opened)."""
+_MAX_PAYLOAD = 7000  # PostgreSQL's limit is 8000 bytes
+
+_EXEC_COLUMNS = (
+    "id, job_id, step, spec, status, priority, attempt, progress, progress_message, result, "
+    "error, created_at, scheduled_for, started_at, ended_at, node, pid"
+)
+_JOB_COLUMNS = (
+    "id, name, category, status, schedule, steps, priority, shared, key, created_at, updated_at, "
+    "next_fire_at, last_fire_at, state"
+)
+_EVENT_COLUMNS = "seq, at, kind, job_id, execution_id, status, progress, level, message, data"
+_WAITING_SQL = "('scheduled', 'queued', 'retrying')"
+_TERMINAL_SQL = "('completed', 'failed', 'cancelled')"
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+def _text(value: str) -> str:
+    """PostgreSQL text cannot hold NUL: a log line with one keeps the rest, marked."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def _dt(seconds: float) -> Any:
+    return to_datetime(seconds)
+
+
+def _execution(row: asyncpg.Record) -> Execution:
+    spec = StepSpec.from_json(_loads(row[3]))
+    error = _loads(row[10])
+    return Execution(
+        id=row[0],
+        job_id=row[1],
+        step=row[2],
+        task=spec.task,
+        args=spec.args,
+        kwargs=spec.kwargs,
+        status=ExecutionStatus(row[4]),
+        priority=row[5],
+        attempt=row[6],
+        progress=row[7],
+        progress_message=row[8],
+        result=_loads(row[9]),
+        error=None if error is None else ErrorInfo.from_json(error),
+        created_at=_dt(row[11]),
+        scheduled_for=_dt(row[12]),
+        started_at=to_datetime(row[13]),
+        ended_at=to_datetime(row[14]),
+        node=row[15],
+        pid=row[16],
+    )
+
+
+def _job(row: asyncpg.Record) -> Job:
+    return Job(
+        id=row[0],
+        name=row[1],
+        category=row[2],
+        status=JobStatus(row[3]),
+        schedule=_loads(row[4]),
+        steps=tuple(StepSpec.from_json(step) for step in _loads(row[5])),
+        priority=row[6],
+        shared=_loads(row[7]),
+        key=row[8],
+        created_at=_dt(row[9]),
+        updated_at=_dt(row[10]),
+        next_fire_at=to_datetime(row[11]),
+        last_fire_at=to_datetime(row[12]),
+        state=_loads(row[13]),
+    )
+
+
+def _event(row: asyncpg.Record) -> Event:
+    seq, at, kind, job_id, execution_id = row[:5]
+    if kind == "state":
+        return StateChanged(
+            seq=seq, at=_dt(at), job_id=job_id, execution_id=execution_id, status=_S(row[5])
+        )
+    if kind == "progress":
+        return ProgressReported(
+            seq=seq,
+            at=_dt(at),
+            job_id=job_id,
+            execution_id=execution_id,
+            progress=row[6],
+            message=row[8] or "",
+        )
+    return LogWritten(
+        seq=seq,
+        at=_dt(at),
+        job_id=job_id,
+        execution_id=execution_id,
+        level=LogLevel(row[7]),
+        message=row[8] or "",
+        data=_loads(row[9]) or {},
+    )
+
+
+def lock_key(schema: str, name: str) -> int:
+    """Return the 64-bit advisory lock key of ``name`` in ``schema`` (stable across runs)."""
+    digest = hashlib.blake2b(f"asyncjobs:{schema}:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def split_url(url: str, schema: str | None = None) -> tuple[str, str, str]:
+    """Return ``(dsn for asyncpg, schema, URL without the password)`` of a store URL.
+
+    :raises InvalidStoreURL: naming the URL if the schema name is not a plain identifier
+    """
+    from .._errors import InvalidStoreURL
+
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    rest = [(k, v) for k, v in query if k != "schema"]
+    given = [v for k, v in query if k == "schema"]
+    if given:
+        schema = given[-1]
+    schema = DEFAULT_SCHEMA if schema is None else schema
+    if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
+        raise InvalidStoreURL(
+            f"invalid PostgreSQL schema name {schema!r} in {_without_password(url)!r}; expected "
+            "lower-case letters, digits and '_', not starting with a digit, at most 48 long"
+        )
+    dsn = urlunsplit(parts._replace(query=urlencode(rest)))
+    public = _without_password(urlunsplit(parts._replace(query=urlencode(query))))
+    return dsn, schema, public
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[2]}"))
+
+
+class _Tx:
+    """One transaction: its connection, and the events and wake-ups it writes last."""
+
+    __slots__ = ("conn", "events", "keys")
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.events: list[tuple[Any, ...]] = []
+        self.keys: set[str] = set()
+
+    def state(self, at: float, job_id: str, execution_id: str, status: str) -> None:
+        self.events.append((at, "state", job_id, execution_id, status, None, None, None, None))
+        self.keys.update((job_id, execution_id))
+
+    def log(
+        self,
+        at: float,
+        job_id: str,
+        execution_id: str,
+        level: int,
+        message: str,
+        data: str | None,
+    ) -> None:
+        self.events.append((at, "log", job_id, execution_id, None, None, level, message, data))
+        self.keys.add(job_id)
+
+    def progress(
+        self, at: float, job_id: str, execution_id: str, progress: float, message: str
+    ) -> None:
+        self.events.append(
+            (at, "progress", job_id, execution_id, None, progress, None, message, None)
+        )
+        self.keys.add(job_id)
+
+
+class PostgresStore:
+    """A store in a PostgreSQL database (see the module docstring).
+
+    :param url: ``postgresql://user:password@host:port/database`` (``postgres://`` too);
+        ``?schema=name`` picks the schema, other query options go to asyncpg
+    :param schema: the schema, if the URL does not name one (default ``asyncjobs``)
+    :param min_connections: connections the pool keeps open
+    :param max_connections: most connections the pool opens
+    :param connect_timeout: seconds to wait for the server when connecting
+    """
+
+    durable = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        min_connections: int = 1,
+        max_connections: int = 10,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self._dsn, self.schema, self.url = split_url(url, schema)
+        self._min = min_connections
+        self._max = max_connections
+        self._timeout = connect_timeout
+        self._pool: asyncpg.Pool | None = None
+        self._channel = f"asyncjobs.{self.schema}"
+        self._events_lock = lock_key(self.schema, "events")
+        self._token = secrets.token_hex(4)
+        self._listener: asyncpg.Connection | None = None
+        self._watchers: list[Callable[[frozenset[str]], None]] = []
+        self._relisten: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self._closing = False
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=self._min,
+                max_size=self._max,
+                timeout=self._timeout,
+                server_settings={"search_path": self.schema, "application_name": "asyncjobs"},
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise StoreError(f"cannot connect to the PostgreSQL store {self.url}: {exc}") from exc
+        try:
+            await self._setup()
+        except BaseException:
+            await self._pool.close()
+            self._pool = None
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._closing = True
+        if self._relisten is not None:
+            self._relisten.cancel()
+            self._relisten = None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.close()
+        self._watchers.clear()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    def _require(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreError(f"the PostgreSQL store {self.url} is not open; use 'async with'")
+        return self._pool
+
+    async def _setup(self) -> None:
+        pool = self._require()
+        async with pool.acquire() as conn:
+            # One migrator at a time per schema; the others wait, then find nothing to do.
+            key = lock_key(self.schema, "migrate")
+            await conn.execute("SELECT pg_advisory_lock($1)", key)
+            try:
+                await self._migrate(conn)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
+    async def _migrate(self, conn: asyncpg.Connection) -> None:
+        tables = {
+            row[0]
+            for row in await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = $1", self.schema
+            )
+        }
+        version = 0
+        if "asyncjobs_meta" in tables:
+            version = int(
+                await conn.fetchval("SELECT value FROM asyncjobs_meta WHERE key = 'schema_version'")
+                or 0
+            )
+        elif tables:
+            raise SchemaVersionError(
+                f"the schema {self.schema!r} of {self.url} holds tables that asyncjobs did not "
+                f"create ({', '.join(sorted(tables)[:5])}); it was left untouched: "
+                "choose another schema with ?schema=name"
+            )
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"the schema {self.schema!r} of {self.url} has asyncjobs schema version "
+                f"{version}, newer than this code's {SCHEMA_VERSION}; upgrade asyncjobs "
+                "(the schema was left untouched)"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        folder = resources.files("asyncjobs.stores") / "sql" / "postgres"
+        scripts = [
+            await asyncio.to_thread((folder / f"{number:04d}_{_MIGRATIONS[number]}.sql").read_text)
+            for number in range(version + 1, SCHEMA_VERSION + 1)
+        ]
+        async with conn.transaction():
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS asyncjobs_meta (key text PRIMARY KEY, value text NOT NULL)"
+            )
+            for script in scripts:
+                await conn.execute(script)
+            await conn.execute(
+                "INSERT INTO asyncjobs_meta (key, value) VALUES ('schema_version', $1) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                str(SCHEMA_VERSION),
+            )
+
+    async def _transact(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``fn(tx, *args)`` in one transaction, then write its events and wake-ups.
+
+        A deadlock or serialization failure (PostgreSQL aborted us to let another
+        transaction through) is retried; connection failures become :class:`StoreError`.
+        """
+        pool = self._require()
+        for attempt in range(_RETRIES):
+            try:
+                async with pool.acquire() as conn, conn.transaction():
+                    tx = _Tx(conn)
+                    result = await fn(tx, *args)
+                    await self._flush(tx)
+                return result
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                if attempt == _RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.001 * (attempt + 1))
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise StoreError(f"PostgreSQL error on {self.url}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    async def _read(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in one read-only snapshot (a page and its total agree)."""
+        pool = self._require()
+        try:
+            async with (
+                pool.acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                return await fn(conn, *args)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"PostgreSQL error on {self.url}: {exc}") from exc
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        try:
+            result: list[asyncpg.Record] = await self._require().fetch(sql, *args)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"PostgreSQL error on {self.url}: {exc}") from exc
+        return result
+
+    async def _flush(self, tx: _Tx) -> None:
+        """Insert the transaction's events and send its wake-up, last, under the events lock."""
+        if not tx.events and not tx.keys:
+            return
+        payload = ",".join(sorted(tx.keys))
+        if len(payload) > _MAX_PAYLOAD:
+            payload = EVERYTHING
+        # The lock is held until commit: events commit in the order their seq was drawn.
+        await tx.conn.execute(
+            "SELECT pg_advisory_xact_lock($1), pg_notify($2, $3)",
+            self._events_lock,
+            self._channel,
+            f"{self._token}|{payload}",
+        )
+        if not tx.events:
+            return
+        columns = list(zip(*tx.events, strict=True))
+        await tx.conn.execute(
+            "INSERT INTO events (at, kind, job_id, execution_id, status, progress, level, "
+            "message, data) SELECT u.at, u.kind, u.job_id, u.execution_id, u.status, u.progress, "
+            "u.level, u.message, u.data::json FROM unnest($1::float8[], $2::text[], $3::text[], "
+            "$4::text[], $5::text[], $6::float8[], $7::int[], $8::text[], $9::text[]) "
+            "AS u(at, kind, job_id, execution_id, status, progress, level, message, data)",
+            *columns,
+        )
+
+    # -- wake-ups --------------------------------------------------------------------------
+
+    async def watch(self, callback: Callable[[frozenset[str]], None]) -> None:
+        self._watchers.append(callback)
+        if self._listener is None:
+            await self._listen()
+
+    async def _listen(self) -> None:
+        # A connection of its own, outside the pool: LISTEN lasts as long as the session.
+        conn = await asyncpg.connect(
+            self._dsn,
+            timeout=self._timeout,
+            server_settings={"search_path": self.schema, "application_name": "asyncjobs listen"},
+        )
+        await conn.add_listener(self._channel, self._on_notify)
+        conn.add_termination_listener(self._on_lost)
+        self._listener = conn
+
+    def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        token, _, text = payload.partition("|")
+        if token == self._token:
+            return  # our own change: the engine already knows
+        self._tell(frozenset(text.split(",")) if text else frozenset({EVERYTHING}))
+
+    def _tell(self, keys: frozenset[str]) -> None:
+        for callback in list(self._watchers):
+            try:
+                callback(keys)
+            except Exception:
+                logger.exception("a store watcher failed")
+
+    def _on_lost(self, conn: object) -> None:
+        if self._closing or self._listener is not conn:
+            return
+        self._listener = None
+        self._relisten = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.1
+        while not self._closing:
+            try:
+                await self._listen()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            # Whatever was notified while we were away is lost: say everything changed.
+            self._tell(frozenset({EVERYTHING}))
+            return
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    async def add_job(self, job: NewJob, executions: Sequence[NewExecution]) -> tuple[Job, bool]:
+        return await self._transact(_add_job, job, executions)
+
+    async def get_job(self, job_id: JobId) -> Job:
+        rows = await self._fetch(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = $1", job_id)
+        if not rows:
+            raise JobNotFound(job_id)
+        return _job(rows[0])
+
+    async def list_jobs(self, query: JobQuery) -> Page[Job]:
+        limit, offset = _common.page_bounds(query.page, query.page_size)
+        where, params = _job_filter(query)
+        n = len(params)
+
+        async def run(conn: asyncpg.Connection) -> Page[Job]:
+            rows = await conn.fetch(
+                f"SELECT {_JOB_COLUMNS} FROM jobs {where} "
+                f"ORDER BY created_at DESC, id DESC LIMIT ${n + 1} OFFSET ${n + 2}",
+                *params,
+                limit,
+                offset,
+            )
+            total = await conn.fetchval(f"SELECT count(*) FROM jobs {where}", *params)
+            return Page(
+                items=tuple(map(_job, rows)),
+                page=query.page,
+                page_size=query.page_size,
+                total=total,
+            )
+
+        return await self._read(run)
+
+    async def count_jobs(self, query: JobQuery) -> int:
+        where, params = _job_filter(query)
+        rows = await self._fetch(f"SELECT count(*) FROM jobs {where}", *params)
+        return int(rows[0][0])
+
+    async def set_job_status(
+        self, job_id: JobId, status: JobStatus, at: float
+    ) -> tuple[Job, list[ExecutionId]]:
+        return await self._transact(_set_job_status, job_id, status, at)
+
+    async def due_jobs(self, at: float, limit: int) -> list[Job]:
+        rows = await self._fetch(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'active' "
+            "AND next_fire_at <= $1 ORDER BY next_fire_at, id LIMIT $2",
+            at,
+            limit,
+        )
+        return [_job(row) for row in rows]
+
+    async def next_fire(self) -> float | None:
+        rows = await self._fetch("SELECT min(next_fire_at) FROM jobs WHERE status = 'active'")
+        return None if rows[0][0] is None else float(rows[0][0])
+
+    async def fire(
+        self,
+        job_id: JobId,
+        *,
+        expected: float,
+        ticks: Sequence[Tick],
+        next_fire_at: float | None,
+        overlap: str,
+        at: float,
+    ) -> FireResult:
+        return await self._transact(_fire, job_id, expected, ticks, next_fire_at, overlap, at)
+
+    async def purge(self, ended_before: float, logs_before: float) -> tuple[int, int]:
+        return await self._transact(_purge, ended_before, logs_before)
+
+    # -- executions ----------------------------------------------------------------------
+
+    async def get_execution(self, execution_id: ExecutionId) -> Execution:
+        rows = await self._fetch(
+            f"SELECT {_EXEC_COLUMNS} FROM executions WHERE id = $1", execution_id
+        )
+        if not rows:
+            raise ExecutionNotFound(execution_id)
+        return _execution(rows[0])
+
+    async def list_executions(self, query: ExecutionQuery) -> Page[Execution]:
+        limit, offset = _common.page_bounds(query.page, query.page_size)
+        where, params = _execution_filter(query)
+        n = len(params)
+
+        async def run(conn: asyncpg.Connection) -> Page[Execution]:
+            rows = await conn.fetch(
+                f"SELECT {_EXEC_COLUMNS} FROM executions {where} "
+                f"ORDER BY id DESC LIMIT ${n + 1} OFFSET ${n + 2}",
+                *params,
+                limit,
+                offset,
+            )
+            total = await conn.fetchval(f"SELECT count(*) FROM executions {where}", *params)
+            return Page(
+                items=tuple(map(_execution, rows)),
+                page=query.page,
+                page_size=query.page_size,
+                total=total,
+            )
+
+        return await self._read(run)
+
+    async def count_executions(self, query: ExecutionQuery) -> int:
+        where, params = _execution_filter(query)
+        rows = await self._fetch(f"SELECT count(*) FROM executions {where}", *params)
+        return int(rows[0][0])
+
+    async def history(self, execution_id: ExecutionId) -> list[Transition]:
+        async def run(conn: asyncpg.Connection) -> list[Transition]:
+            if not await conn.fetchval("SELECT 1 FROM executions WHERE id = $1", execution_id):
+                raise ExecutionNotFound(execution_id)
+            return [
+                Transition(status=_S(status), at=_dt(at))
+                for status, at in await conn.fetch(
+                    "SELECT status, at FROM events WHERE execution_id = $1 AND kind = 'state' "
+                    "ORDER BY seq",
+                    execution_id,
+                )
+            ]
+
+        return await self._read(run)
+
+    async def claim(self, node: NodeInfo, limit: int, at: float) -> list[Claim]:
+        if limit <= 0:
+            return []
+        return await self._transact(_claim, node, limit, at)
+
+    async def next_due(self) -> float | None:
+        rows = await self._fetch(
+            "SELECT min(scheduled_for) FROM executions WHERE status IN ('scheduled', 'retrying')"
+        )
+        return None if rows[0][0] is None else float(rows[0][0])
+
+    async def write(self, batch: WriteBatch) -> list[bool]:
+        if not (batch.logs or batch.progress or batch.finishes):
+            return []
+        return await self._transact(_write, batch)
+
+    async def cancel_execution(
+        self, execution_id: ExecutionId, at: float
+    ) -> tuple[Execution, bool]:
+        return await self._transact(_cancel_execution, execution_id, at)
+
+    async def cancel_requests(self, node_id: str) -> list[tuple[ExecutionId, int]]:
+        rows = await self._fetch(
+            "SELECT id, run FROM executions "
+            "WHERE status = 'running' AND node = $1 AND cancel_requested",
+            node_id,
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    # -- nodes ---------------------------------------------------------------------------
+
+    async def register_node(self, node: NodeInfo) -> None:
+        await self._fetch(
+            "INSERT INTO nodes (id, host, pid, started_at, heartbeat_at) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET host = excluded.host, "
+            "pid = excluded.pid, started_at = excluded.started_at, "
+            "heartbeat_at = excluded.heartbeat_at",
+            node.id,
+            node.host,
+            node.pid,
+            node.started_at,
+            node.heartbeat_at,
+        )
+
+    async def heartbeat(self, node_id: str, at: float) -> bool:
+        rows = await self._fetch(
+            "UPDATE nodes SET heartbeat_at = $1 WHERE id = $2 RETURNING id", at, node_id
+        )
+        return len(rows) == 1
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        return [
+            NodeInfo(id=r[0], host=r[1], pid=r[2], started_at=r[3], heartbeat_at=r[4])
+            for r in await self._fetch(
+                "SELECT id, host, pid, started_at, heartbeat_at FROM nodes ORDER BY started_at"
+            )
+        ]
+
+    async def record_child(
+        self, execution_id: ExecutionId, run: int, pid: int, started: str | None
+    ) -> None:
+        await self._fetch(
+            "UPDATE executions SET child_pid = $1, child_started = $2 "
+            "WHERE id = $3 AND run = $4 AND status = 'running'",
+            pid,
+            started,
+            execution_id,
+            run,
+        )
+
+    async def node_children(self, node_id: str) -> list[tuple[int, str | None]]:
+        rows = await self._fetch(
+            "SELECT child_pid, child_started FROM executions "
+            "WHERE status = 'running' AND node = $1 AND child_pid IS NOT NULL",
+            node_id,
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    async def recover_node(self, node_id: str, at: float) -> list[Execution]:
+        return await self._transact(_recover_node, node_id, at)
+
+    # -- logs, events, categories ---------------------------------------------------------
+
+    async def list_logs(self, query: LogQuery) -> Page[LogRecord]:
+        limit, offset = _common.page_bounds(query.page, query.page_size)
+        clauses = ["kind = 'log'"]
+        params: list[object] = []
+        if query.execution_id is not None:
+            params.append(query.execution_id)
+            clauses.append(f"execution_id = ${len(params)}")
+        if query.job_id is not None:
+            params.append(query.job_id)
+            clauses.append(f"job_id = ${len(params)}")
+        if query.level is not None:
+            params.append(int(query.level))
+            clauses.append(f"level >= ${len(params)}")
+        where = "WHERE " + " AND ".join(clauses)
+        n = len(params)
+
+        async def run(conn: asyncpg.Connection) -> Page[LogRecord]:
+            if query.execution_id is not None and not await conn.fetchval(
+                "SELECT 1 FROM executions WHERE id = $1", query.execution_id
+            ):
+                raise ExecutionNotFound(query.execution_id)
+            rows = await conn.fetch(
+                f"SELECT seq, at, job_id, execution_id, level, message, data FROM events {where} "
+                f"ORDER BY seq LIMIT ${n + 1} OFFSET ${n + 2}",
+                *params,
+                limit,
+                offset,
+            )
+            total = await conn.fetchval(f"SELECT count(*) FROM events {where}", *params)
+            items = tuple(
+                LogRecord(
+                    seq=r[0],
+                    at=_dt(r[1]),
+                    job_id=r[2],
+                    execution_id=r[3],
+                    level=LogLevel(r[4]),
+                    message=r[5] or "",
+                    data=_loads(r[6]) or {},
+                )
+                for r in rows
+            )
+            return Page(items=items, page=query.page, page_size=query.page_size, total=total)
+
+        return await self._read(run)
+
+    async def events_after(
+        self,
+        seq: int,
+        *,
+        job_id: JobId | None = None,
+        execution_id: ExecutionId | None = None,
+        limit: int = 500,
+    ) -> list[Event]:
+        clauses = ["seq > $1"]
+        params: list[object] = [seq]
+        if job_id is not None:
+            params.append(job_id)
+            clauses.append(f"job_id = ${len(params)}")
+        if execution_id is not None:
+            params.append(execution_id)
+            clauses.append(f"execution_id = ${len(params)}")
+        rows = await self._fetch(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
+            f"ORDER BY seq LIMIT ${len(params) + 1}",
+            *params,
+            limit,
+        )
+        return [_event(row) for row in rows]
+
+    async def last_seq(self) -> int:
+        rows = await self._fetch("SELECT max(seq) FROM events")
+        return int(rows[0][0] or 0)
+
+    async def list_categories(self) -> list[Category]:
+        return [
+            Category(name=name, jobs=count)
+            for name, count in await self._fetch(
+                "SELECT c.name, (SELECT count(*) FROM jobs j "
+                "WHERE j.category = c.name AND j.status <> 'deleted') "
+                'FROM categories c ORDER BY c.name COLLATE "C"'
+            )
+        ]
+
+
+PostgresStore.__module__ = "asyncjobs.stores"
+
+
+# -- the transactions ---------------------------------------------------------------------
+
+
+def _job_filter(query: JobQuery) -> tuple[str, tuple[object, ...]]:
+    clauses: list[str] = []
+    params: list[object] = []
+    if query.status is not None:
+        params.append(JobStatus(query.status).value)
+        clauses.append(f"status = ${len(params)}")
+    if query.name is not None:
+        params.append(query.name)
+        clauses.append(f"name = ${len(params)}")
+    if query.category is not None:
+        params.append(query.category)
+        params.append(query.category + "/")
+        clauses.append(f"(category = ${len(params) - 1} OR starts_with(category, ${len(params)}))")
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", tuple(params)
+
+
+def _execution_filter(query: ExecutionQuery) -> tuple[str, tuple[object, ...]]:
+    clauses: list[str] = []
+    params: list[object] = []
+    if query.job_id is not None:
+        params.append(query.job_id)
+        clauses.append(f"job_id = ${len(params)}")
+    if query.status is not None:
+        params.append(ExecutionStatus(query.status).value)
+        clauses.append(f"status = ${len(params)}")
+    if query.task is not None:
+        params.append(query.task)
+        clauses.append(f"task = ${len(params)}")
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", tuple(params)
+
+
+async def _lock_jobs(tx: _Tx, job_ids: Sequence[str]) -> None:
+    """Lock the jobs' rows in id order: the first step of every transaction that ends
+    executions, so two of them never wait on each other in opposite orders."""
+    if job_ids:
+        await tx.conn.execute(
+            "SELECT 1 FROM jobs WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+            sorted(set(job_ids)),
+        )
+
+
+async def _add_job(tx: _Tx, job: NewJob, executions: Sequence[NewExecution]) -> tuple[Job, bool]:
+    conn = tx.conn
+    for _ in range(_RETRIES):
+        # The partial unique index on live keys decides between concurrent adds: the loser
+        # waits for the winner's commit, inserts nothing, and returns the winner's job.
+        row = await conn.fetchrow(
+            f"INSERT INTO jobs ({_JOB_COLUMNS}) "
+            "VALUES ($1, $2, $3, 'active', $4::json, $5::json, $6, $7::json, $8, $9, $9, $10, "
+            "NULL, $11::json) ON CONFLICT (key) WHERE key IS NOT NULL "
+            f"AND status IN ('active', 'paused') DO NOTHING RETURNING {_JOB_COLUMNS}",
+            job.id,
+            job.name,
+            job.category,
+            _dumps(job.schedule),
+            _dumps([step.to_json() for step in job.steps]),
+            job.priority,
+            _dumps(job.shared),
+            job.key,
+            job.created_at,
+            job.next_fire_at,
+            _dumps(job.state),
+        )
+        if row is not None:
+            break
+        existing = await conn.fetchrow(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE key = $1 AND status IN ('active', 'paused')",
+            job.key,
+        )
+        if existing is not None:
+            return _job(existing), False
+    else:
+        raise StoreError(f"could not add job {job.id!r} with key {job.key!r}: it kept changing")
+    await conn.execute(
+        "INSERT INTO categories (name, created_at) SELECT unnest($1::text[]), $2 "
+        "ON CONFLICT (name) DO NOTHING",
+        _common.category_chain(job.category),
+        job.created_at,
+    )
+    await _insert_executions(tx, executions)
+    if job.next_fire_at is not None:
+        tx.keys.add(SCHEDULE)
+    tx.keys.add(job.id)
+    return _job(row), True
+
+
+async def _insert_executions(tx: _Tx, executions: Sequence[NewExecution]) -> None:
+    if not executions:
+        return
+    columns: list[list[Any]] = [[] for _ in range(10)]
+    for new in executions:
+        status = _S.QUEUED if new.scheduled_for <= new.created_at else _S.SCHEDULED
+        row = (
+            new.id,
+            new.job_id,
+            new.step,
+            new.spec.task,
+            _dumps(new.spec.to_json()),
+            status.value,
+            new.priority,
+            None,
+            new.created_at,
+            new.scheduled_for,
+        )
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+        tx.state(new.created_at, new.job_id, new.id, status.value)
+    await tx.conn.execute(
+        "INSERT INTO executions (id, job_id, step, task, spec, status, priority, concurrency, "
+        "created_at, scheduled_for) SELECT u.id, u.job_id, u.step, u.task, u.spec::json, "
+        "u.status, u.priority, u.concurrency, u.created_at, u.scheduled_for FROM unnest("
+        "$1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::int[], "
+        "$8::int[], $9::float8[], $10::float8[]) AS u(id, job_id, step, task, spec, status, "
+        "priority, concurrency, created_at, scheduled_for)",
+        *columns,
+    )
+    tx.keys.add(WORK)
+
+
+async def _set_job_status(
+    tx: _Tx, job_id: JobId, status: JobStatus, at: float
+) -> tuple[Job, list[ExecutionId]]:
+    conn = tx.conn
+    row = await conn.fetchrow(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE", job_id)
+    if row is None:
+        raise JobNotFound(job_id)
+    job = _job(row)
+    if not _common.check_job_move(job_id, job.status, status):
+        return job, []
+    running: list[ExecutionId] = []
+    if status in (JobStatus.STOPPED, JobStatus.DELETED):
+        for (execution_id,) in await conn.fetch(
+            "UPDATE executions SET status = 'cancelled', ended_at = $1 "
+            f"WHERE job_id = $2 AND status IN {_WAITING_SQL} RETURNING id",
+            at,
+            job_id,
+        ):
+            tx.state(at, job_id, execution_id, "cancelled")
+        running = [
+            r[0]
+            for r in await conn.fetch(
+                "UPDATE executions SET cancel_requested = true "
+                "WHERE job_id = $1 AND status = 'running' RETURNING id",
+                job_id,
+            )
+        ]
+    row = await conn.fetchrow(
+        f"UPDATE jobs SET status = $1, updated_at = $2 WHERE id = $3 RETURNING {_JOB_COLUMNS}",
+        status.value,
+        at,
+        job_id,
+    )
+    tx.keys.update((job_id, SCHEDULE))
+    if status == JobStatus.ACTIVE:
+        tx.keys.add(WORK)
+    return _job(row), running
+
+
+async def _claim(tx: _Tx, node: NodeInfo, limit: int, at: float) -> list[Claim]:
+    conn = tx.conn
+    # SKIP LOCKED here too: a row another node is promoting or claiming is its business.
+    for job_id, execution_id in await conn.fetch(
+        "UPDATE executions SET status = 'queued' WHERE id IN (SELECT id FROM executions "
+        "WHERE status IN ('scheduled', 'retrying') AND scheduled_for <= $1 "
+        "FOR UPDATE SKIP LOCKED) RETURNING job_id, id",
+        at,
+    ):
+        tx.state(at, job_id, execution_id, "queued")
+    rows = await conn.fetch(
+        "UPDATE executions SET status = 'running', run = run + 1, started_at = $1, "
+        "ended_at = NULL, node = $2, pid = $3, cancel_requested = false "
+        "WHERE id IN (SELECT e.id FROM executions e JOIN jobs j ON j.id = e.job_id "
+        "WHERE e.status = 'queued' AND j.status = 'active' "
+        "ORDER BY e.priority, e.scheduled_for, e.id LIMIT $4 FOR UPDATE OF e SKIP LOCKED) "
+        f"RETURNING {_EXEC_COLUMNS}, run",
+        at,
+        node.id,
+        node.pid,
+        limit,
+    )
+    if not rows:
+        return []
+    # RETURNING gives no order: put the claims back in claim order.
+    rows.sort(key=lambda r: (r[5], r[12], r[0]))
+    for r in rows:
+        tx.state(at, r[1], r[0], "running")
+    jobs = {
+        job_id: (_loads(shared), _loads(schedule), _loads(state))
+        for job_id, shared, schedule, state in await conn.fetch(
+            "SELECT id, shared, schedule, state FROM jobs WHERE id = ANY($1::text[])",
+            list({r[1] for r in rows}),
+        )
+    }
+    claims = []
+    for row in rows:
+        execution = _execution(row)
+        shared, schedule, state = jobs[execution.job_id]
+        claims.append(
+            Claim(
+                execution=execution,
+                run=row[17],
+                spec=StepSpec.from_json(_loads(row[3])),
+                shared=shared,
+                schedule=schedule,
+                job_state=state,
+            )
+        )
+    return claims
+
+
+async def _finish_jobs(tx: _Tx, ended: dict[str, float]) -> None:
+    """Move one-off jobs that have no live execution left to ``finished`` (job id -> when).
+
+    The caller holds the jobs' row locks, so of two transactions ending a job's last two
+    executions on two nodes, the second sees the first's commit here.
+    """
+    if not ended:
+        return
+    await tx.conn.execute(
+        "UPDATE jobs j SET status = 'finished', updated_at = u.at "
+        "FROM unnest($1::text[], $2::float8[]) AS u(id, at) "
+        "WHERE j.id = u.id AND j.status IN ('active', 'paused') "
+        "AND j.schedule->>'kind' = 'once' AND NOT EXISTS (SELECT 1 FROM executions e "
+        f"WHERE e.job_id = u.id AND e.status NOT IN {_TERMINAL_SQL})",
+        list(ended),
+        list(ended.values()),
+    )
+
+
+async def _write(tx: _Tx, batch: WriteBatch) -> list[bool]:
+    conn = tx.conn
+    if batch.finishes:
+        job_ids = await conn.fetch(
+            "SELECT DISTINCT job_id FROM executions WHERE id = ANY($1::text[])",
+            [f.execution_id for f in batch.finishes],
+        )
+        await _lock_jobs(tx, [r[0] for r in job_ids])
+    for log in batch.logs:
+        tx.log(
+            log.at,
+            log.job_id,
+            log.execution_id,
+            int(log.level),
+            _text(log.message),
+            _dumps(log.data) if log.data else None,
+        )
+    if batch.progress:
+        # The latest update per (execution, run): only one run of an execution can match.
+        updates = {(u.execution_id, u.run): u for u in batch.progress}
+        for execution_id, run, job_id in await conn.fetch(
+            "UPDATE executions e SET progress = u.progress, progress_message = u.message "
+            "FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[]) "
+            "AS u(id, run, progress, message) "
+            "WHERE e.id = u.id AND e.run = u.run AND e.status = 'running' "
+            "RETURNING e.id, e.run, e.job_id",
+            [u.execution_id for u in updates.values()],
+            [u.run for u in updates.values()],
+            [u.progress for u in updates.values()],
+            [_text(u.message) for u in updates.values()],
+        ):
+            update = updates[execution_id, run]
+            tx.progress(update.at, job_id, execution_id, update.progress, _text(update.message))
+    applied: list[bool] = []
+    ended_jobs: dict[str, float] = {}
+    for finish in batch.finishes:
+        check_transition(_S.RUNNING, finish.status)
+        retrying = finish.status == _S.RETRYING
+        job_id = await conn.fetchval(
+            "UPDATE executions SET status = $1, result = $2::json, error = $3::json, "
+            "progress = coalesce($4, progress), "
+            "progress_message = coalesce($5, progress_message), ended_at = $6, "
+            "scheduled_for = coalesce($7, scheduled_for), attempt = attempt + $8 "
+            "WHERE id = $9 AND run = $10 AND status = 'running' RETURNING job_id",
+            finish.status.value,
+            None if finish.result is None else _dumps(finish.result),
+            None if finish.error is None else _dumps(finish.error.to_json()),
+            finish.progress,
+            None if finish.progress_message is None else _text(finish.progress_message),
+            None if retrying else finish.at,
+            (finish.retry_at if finish.retry_at is not None else finish.at) if retrying else None,
+            1 if retrying and finish.new_attempt else 0,
+            finish.execution_id,
+            finish.run,
+        )
+        if job_id is None:
+            applied.append(False)
+            continue
+        tx.state(finish.at, job_id, finish.execution_id, finish.status.value)
+        if retrying:
+            tx.keys.add(WORK)
+        if finish.shared:
+            current = await conn.fetchval("SELECT shared FROM jobs WHERE id = $1", job_id)
+            merged = {**_loads(current), **finish.shared}
+            await conn.execute(
+                "UPDATE jobs SET shared = $1::json WHERE id = $2", _dumps(merged), job_id
+            )
+        if finish.job is not None:
+            job_update = finish.job
+            await conn.execute(
+                "UPDATE jobs SET next_fire_at = $1, state = coalesce($2::json, state), "
+                "status = CASE WHEN $3 THEN 'finished' ELSE status END, "
+                "updated_at = CASE WHEN $3 THEN $4 ELSE updated_at END "
+                "WHERE id = $5 AND status IN ('active', 'paused')",
+                job_update.next_fire_at,
+                None if job_update.state is None else _dumps(job_update.state),
+                job_update.finished,
+                finish.at,
+                job_id,
+            )
+            tx.keys.add(SCHEDULE)
+        if finish.status in TERMINAL:
+            ended_jobs[job_id] = max(finish.at, ended_jobs.get(job_id, finish.at))
+        applied.append(True)
+    await _finish_jobs(tx, ended_jobs)
+    return applied
+
+
+async def _cancel_execution(
+    tx: _Tx, execution_id: ExecutionId, at: float
+) -> tuple[Execution, bool]:
+    conn = tx.conn
+    job_id = await conn.fetchval("SELECT job_id FROM executions WHERE id = $1", execution_id)
+    if job_id is None:
+        raise ExecutionNotFound(execution_id)
+    await _lock_jobs(tx, [job_id])
+    row = await conn.fetchrow(
+        f"SELECT {_EXEC_COLUMNS} FROM executions WHERE id = $1 FOR UPDATE", execution_id
+    )
+    execution = _execution(row)
+    if execution.status in WAITING:
+        row = await conn.fetchrow(
+            "UPDATE executions SET status = 'cancelled', ended_at = $1 WHERE id = $2 "
+            f"RETURNING {_EXEC_COLUMNS}",
+            at,
+            execution_id,
+        )
+        tx.state(at, execution.job_id, execution_id, "cancelled")
+        await _finish_jobs(tx, {execution.job_id: at})
+        return _execution(row), False
+    if execution.status == _S.RUNNING:
+        await conn.execute(
+            "UPDATE executions SET cancel_requested = true WHERE id = $1", execution_id
+        )
+        return execution, True
+    return execution, False
+
+
+async def _recover_node(tx: _Tx, node_id: str, at: float) -> list[Execution]:
+    conn = tx.conn
+    job_ids = await conn.fetch(
+        "SELECT DISTINCT job_id FROM executions WHERE status = 'running' AND node = $1", node_id
+    )
+    await _lock_jobs(tx, [r[0] for r in job_ids])
+    rows = await conn.fetch(
+        "SELECT id, job_id, spec, crashes, cancel_requested FROM executions "
+        "WHERE status = 'running' AND node = $1 ORDER BY id FOR UPDATE",
+        node_id,
+    )
+    ended_jobs: dict[str, float] = {}
+    recovered: list[Execution] = []
+    for execution_id, job_id, spec_text, crashes, cancel_requested in rows:
+        spec = StepSpec.from_json(_loads(spec_text))
+        status, error, message = _common.lost_worker_outcome(
+            spec, crashes + 1, bool(cancel_requested), node_id
+        )
+        retrying = status == _S.RETRYING
+        row = await conn.fetchrow(
+            "UPDATE executions SET status = $1, crashes = crashes + 1, error = $2::json, "
+            "ended_at = $3, scheduled_for = CASE WHEN $4 THEN $5 ELSE scheduled_for END, "
+            f"attempt = attempt + $6 WHERE id = $7 RETURNING {_EXEC_COLUMNS}",
+            status.value,
+            None if error is None else _dumps(error.to_json()),
+            None if retrying else at,
+            retrying,
+            at,
+            1 if retrying else 0,
+            execution_id,
+        )
+        recovered.append(_execution(row))
+        tx.log(at, job_id, execution_id, int(LogLevel.WARN), message, None)
+        tx.state(at, job_id, execution_id, status.value)
+        if retrying:
+            tx.keys.add(WORK)
+        else:
+            ended_jobs[job_id] = at
+    await _finish_jobs(tx, ended_jobs)
+    await conn.execute("DELETE FROM nodes WHERE id = $1", node_id)
+    return recovered
+
+
+async def _fire(
+    tx: _Tx,
+    job_id: JobId,
+    expected: float,
+    ticks: Sequence[Tick],
+    next_fire_at: float | None,
+    overlap: str,
+    at: float,
+) -> FireResult:
+    conn = tx.conn
+    # FOR UPDATE: a concurrent fire waits here, then re-reads next_fire_at and finds it moved.
+    row = await conn.fetchrow(
+        # Within a microsecond: the caller's value went through a datetime.
+        "SELECT last_fire_at FROM jobs WHERE id = $1 AND status = 'active' "
+        "AND abs(next_fire_at - $2) < 0.000001 FOR UPDATE",
+        job_id,
+        expected,
+    )
+    if row is None:
+        return FireResult(status="stale")
+    last: float | None = row[0]
+    live = await conn.fetchval(
+        f"SELECT 1 FROM executions WHERE job_id = $1 AND status NOT IN {_TERMINAL_SQL} LIMIT 1",
+        job_id,
+    )
+    if live and overlap == "queue":
+        return FireResult(status="busy")
+    candidates = [tick for tick in ticks if last is None or tick.at > last]
+    latest = max((t.at for t in candidates), default=last)
+    if last is not None and latest is not None:
+        latest = max(latest, last)
+    # The primary key (job, tick) is the guarantee: a tick fires once, whoever fires it.
+    inserted = {
+        r[0]
+        for r in await conn.fetch(
+            "INSERT INTO ticks (job_id, tick) SELECT $1, unnest($2::float8[]) "
+            "ON CONFLICT DO NOTHING RETURNING tick",
+            job_id,
+            [t.at for t in candidates],
+        )
+    }
+    fired: list[float] = []
+    if not (live and overlap == "skip"):
+        for tick in candidates:
+            if tick.at in inserted:
+                await _insert_executions(tx, tick.executions)
+                fired.append(tick.at)
+    await conn.execute(
+        "UPDATE jobs SET next_fire_at = $1, last_fire_at = $2, updated_at = $3 WHERE id = $4",
+        next_fire_at,
+        latest,
+        at,
+        job_id,
+    )
+    tx.keys.update((job_id, SCHEDULE))
+    if live and overlap == "skip":
+        return FireResult(status="skipped")
+    return FireResult(status="fired", fired=tuple(fired))
+
+
+async def _purge(tx: _Tx, ended_before: float, logs_before: float) -> tuple[int, int]:
+    conn = tx.conn
+    gone = [
+        r[0]
+        for r in await conn.fetch(
+            f"SELECT id FROM executions WHERE status IN {_TERMINAL_SQL} AND ended_at < $1",
+            ended_before,
+        )
+    ]
+    logs = 0
+    if gone:
+        logs += len(
+            await conn.fetch(
+                "DELETE FROM events WHERE execution_id = ANY($1::text[]) AND kind = 'log' "
+                "RETURNING 1",
+                gone,
+            )
+        )
+        await conn.execute("DELETE FROM events WHERE execution_id = ANY($1::text[])", gone)
+        await conn.execute("DELETE FROM executions WHERE id = ANY($1::text[])", gone)
+    logs += len(
+        await conn.fetch(
+            "DELETE FROM events WHERE kind = 'log' AND at < $1 RETURNING 1", logs_before
+        )
+    )
+    ended = [
+        r[0]
+        for r in await conn.fetch(
+            "SELECT id FROM jobs j WHERE status IN ('finished', 'stopped', 'deleted') "
+            "AND updated_at < $1 AND NOT EXISTS "
+            "(SELECT 1 FROM executions e WHERE e.job_id = j.id)",
+            ended_before,
+        )
+    ]
+    if ended:
+        await conn.execute("DELETE FROM ticks WHERE job_id = ANY($1::text[])", ended)
+        await conn.execute("DELETE FROM jobs WHERE id = ANY($1::text[])", ended)
+    return len(gone), logs

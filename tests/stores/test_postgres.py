@@ -1,0 +1,165 @@
+"""What is particular to PostgreSQL: its own schema, migrations under a lock, refusing schemas
+it must not touch, clear connection errors, and several stores (nodes) on one database."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+import anyio
+import asyncpg
+import pytest
+
+from asyncjobs import InvalidStoreURL, SchemaVersionError, StoreError
+from asyncjobs._models import StepSpec
+from asyncjobs._types import ExecutionId, JobId, new_id
+from asyncjobs.stores import JobQuery, NewExecution, NewJob, NodeInfo, PostgresStore, open_store
+from asyncjobs.stores.postgres import split_url
+from tests.pg import free_port
+
+if TYPE_CHECKING:
+    from asyncjobs.stores import Store
+    from tests.pg import PostgresServer
+
+pytestmark = pytest.mark.anyio
+T0 = 1_700_000_000.0
+
+
+def _job_with(count: int) -> tuple[NewJob, list[NewExecution]]:
+    job = NewJob(
+        id=JobId(new_id()),
+        name="many",
+        category="default",
+        schedule={"kind": "once"},
+        steps=(StepSpec(task="t"),),
+        priority=0,
+        shared={},
+        key=None,
+        created_at=T0,
+    )
+    executions = [
+        NewExecution(
+            id=ExecutionId(new_id()),
+            job_id=job.id,
+            step=i,
+            spec=job.steps[0],
+            priority=0,
+            scheduled_for=T0,
+            created_at=T0,
+        )
+        for i in range(count)
+    ]
+    return job, executions
+
+
+def _fresh() -> str:
+    return f"s_{uuid.uuid4().hex[:12]}"
+
+
+async def _sql(server: PostgresServer, *statements: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{server.port}/postgres")
+    try:
+        rows: list[asyncpg.Record] = []
+        for statement in statements:
+            rows = await conn.fetch(statement)
+        return rows
+    finally:
+        await conn.close()
+
+
+def test_urls_name_the_schema_and_never_keep_the_password() -> None:
+    dsn, schema, public = split_url("postgresql://me:s3cret@db.example:5433/jobs?schema=team_a")
+    assert schema == "team_a"
+    assert dsn == "postgresql://me:s3cret@db.example:5433/jobs"
+    assert public == "postgresql://me@db.example:5433/jobs?schema=team_a"
+    assert "s3cret" not in PostgresStore("postgres://me:s3cret@h/db?sslmode=disable").url
+    assert split_url("postgresql://h/db", "other")[1] == "other"
+    assert split_url("postgresql://h/db")[1] == "asyncjobs"
+    with pytest.raises(InvalidStoreURL, match=r"invalid PostgreSQL schema name 'Bad-Name'"):
+        PostgresStore("postgresql://me:s3cret@h/db?schema=Bad-Name")
+    with pytest.raises(InvalidStoreURL, match=r"invalid PostgreSQL schema name '1x'") as caught:
+        PostgresStore("postgresql://me:s3cret@h/db?schema=1x")
+    assert "s3cret" not in str(caught.value)
+
+
+async def test_an_unreachable_server_is_a_store_error_without_the_password() -> None:
+    url = f"postgresql://me:s3cret@127.0.0.1:{free_port()}/db"
+    with pytest.raises(StoreError, match="cannot connect to the PostgreSQL store") as caught:
+        async with open_store(url):
+            pass
+    assert "s3cret" not in str(caught.value)
+    assert f"postgresql://me@127.0.0.1:{url.rsplit(':', 1)[1]}" in str(caught.value)
+
+
+async def test_the_store_lives_in_its_own_versioned_schema(pg_server: PostgresServer) -> None:
+    name = _fresh()
+    url = pg_server.url(schema=name)
+    async with open_store(url) as store:
+        assert store.url == url
+        await store.add_job(*_job_with(1))
+    tables = await _sql(pg_server, f"SELECT tablename FROM pg_tables WHERE schemaname = '{name}'")
+    assert {"jobs", "executions", "events", "ticks", "asyncjobs_meta"} <= {r[0] for r in tables}
+    (version,) = await _sql(pg_server, f"SELECT value FROM {name}.asyncjobs_meta")
+    assert version[0] == "1"
+    async with open_store(url) as again:  # reopening migrates nothing and keeps the rows
+        assert await again.count_jobs(JobQuery()) == 1
+
+
+async def test_a_newer_schema_is_refused_untouched(pg_server: PostgresServer) -> None:
+    name = _fresh()
+    url = pg_server.url(schema=name)
+    async with open_store(url):
+        pass
+    await _sql(pg_server, f"UPDATE {name}.asyncjobs_meta SET value = '99'")
+    with pytest.raises(SchemaVersionError, match="version 99, newer than this code's 1"):
+        async with open_store(url):
+            pass
+    (version,) = await _sql(pg_server, f"SELECT value FROM {name}.asyncjobs_meta")
+    assert version[0] == "99"
+
+
+async def test_a_foreign_schema_is_refused_untouched(pg_server: PostgresServer) -> None:
+    name = _fresh()
+    await _sql(pg_server, f"CREATE SCHEMA {name}", f"CREATE TABLE {name}.orders (id int)")
+    with pytest.raises(SchemaVersionError, match=r"holds tables that asyncjobs did not create"):
+        async with open_store(pg_server.url(schema=name)):
+            pass
+    tables = await _sql(pg_server, f"SELECT tablename FROM pg_tables WHERE schemaname = '{name}'")
+    assert [r[0] for r in tables] == ["orders"]
+
+
+async def test_runtimes_starting_at_once_migrate_once(pg_server: PostgresServer) -> None:
+    url = pg_server.url()
+    errors: list[BaseException] = []
+
+    async def open_one() -> None:
+        try:
+            async with open_store(url):
+                pass
+        except Exception as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(6):
+            tg.start_soon(open_one)
+    assert errors == []
+
+
+async def test_two_stores_on_one_database_claim_each_execution_once(
+    pg_server: PostgresServer,
+) -> None:
+    url = pg_server.url()
+    async with open_store(url) as first, open_store(url) as second:
+        job, executions = _job_with(300)
+        await first.add_job(job, executions)
+        claimed: list[str] = []
+
+        async def claimer(store: Store, node: NodeInfo) -> None:
+            while claims := await store.claim(node, 7, T0):
+                claimed.extend(c.execution.id for c in claims)
+
+        async with anyio.create_task_group() as tg:
+            for i, store in enumerate((first, second, first, second)):
+                node = NodeInfo(id=f"n{i}", host="h", pid=i, started_at=T0, heartbeat_at=T0)
+                tg.start_soon(claimer, store, node)
+    assert sorted(claimed) == sorted(e.id for e in executions)
