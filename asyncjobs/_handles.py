@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Self
@@ -60,6 +59,7 @@ class Job:
         self._key = key
         self._shared = _shared_json(shared)
         self._steps: list[tuple[StepSpec, str]] = []  # (spec, task category)
+        self._latest: tuple[Execution, ...] | None = None  # last read; for _repr_html_
 
     # -- building ------------------------------------------------------------------------
 
@@ -233,17 +233,33 @@ class Job:
         :param timeout: seconds to wait at most (``None``: no limit)
         :raises TimeoutError: if ``timeout`` passes first
         """
-        store = self._rt._require_store()
-        steps = len(self.record.steps)
         scope = nullcontext() if timeout is None else _fail_after(timeout)
         with scope:
             while True:
-                page = await store.list_executions(ExecutionQuery(job_id=self.id, page_size=steps))
-                latest = page.items
+                latest = await self._latest_executions()
                 if latest and all(e.status in TERMINAL for e in latest):
                     await self.refresh()
                     return max(latest, key=lambda e: e.step)
                 await self._rt._changes_wait(self.id)
+
+    async def watch(self) -> None:
+        """Show the job with a live progress bar per step until its latest firing ends.
+
+        In Jupyter (or any running IPython) the bars are one output that updates in place;
+        elsewhere each change is printed as text. Returns nothing, so a cell shows the bars
+        once; :meth:`wait` or :meth:`result` give the outcome afterwards.
+        """
+        from ._display import watch
+
+        await watch(self)
+
+    async def _latest_executions(self) -> tuple[Execution, ...]:
+        """Read the executions of the job's latest firing (one per step), by step."""
+        page = await self._rt._require_store().list_executions(
+            ExecutionQuery(job_id=self.id, page_size=len(self.record.steps))
+        )
+        self._latest = tuple(sorted(page.items, key=lambda e: e.step))
+        return self._latest
 
     async def result(self, timeout: float | None = None) -> JSON:
         """Wait for the job's latest firing and return its last step's result.
@@ -266,12 +282,13 @@ class Job:
         return f"<Job {self.id} name={self.name!r} status={self.status.value}>"
 
     def _repr_html_(self) -> str:
+        """Jupyter: the job with a progress bar per step of its latest firing, as last read
+        (by :meth:`wait`, :meth:`watch` or :meth:`result`)."""
+        from ._display import esc, job_html
+
         if self._record is None:
-            return html.escape(repr(self))
-        return (
-            f"<b>Job</b> <code>{html.escape(self.id)}</code> {html.escape(self.name)} "
-            f"<i>{html.escape(self.status.value)}</i>"
-        )
+            return esc(repr(self))
+        return job_html(self._record, self._latest)
 
 
 def raise_for_status(execution: Execution) -> None:

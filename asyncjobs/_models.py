@@ -117,6 +117,12 @@ class Job:
     last_fire_at: datetime | None = None
     state: dict[str, JSON] = field(default_factory=dict)
 
+    def _repr_html_(self) -> str:
+        """Jupyter: name, status, schedule and category."""
+        from ._display import job_html
+
+        return job_html(self, ())
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Execution:
@@ -147,6 +153,12 @@ class Execution:
         """Whether the execution has ended (completed, failed or cancelled)."""
         return self.status in TERMINAL
 
+    def _repr_html_(self) -> str:
+        """Jupyter: status, a progress bar with its message, times, and the error if any."""
+        from ._display import execution_html
+
+        return execution_html(self)
+
 
 class Transition(NamedTuple):
     """One status change of an execution, with its time: unpacks as ``(status, at)``."""
@@ -166,6 +178,12 @@ class LogRecord:
     level: LogLevel
     message: str
     data: dict[str, JSON]
+
+    def _repr_html_(self) -> str:
+        """Jupyter: a one-row log table."""
+        from ._display import logs_table
+
+        return logs_table([self])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,6 +207,12 @@ class Page(Generic[T]):
     def pages(self) -> int:
         """How many pages there are of this size."""
         return max(1, -(-self.total // self.page_size))
+
+    def _repr_html_(self) -> str:
+        """Jupyter: a table of the items (logs, executions, jobs), captioned with the page."""
+        from ._display import page_html
+
+        return page_html(self)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

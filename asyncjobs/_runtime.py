@@ -436,6 +436,11 @@ class Runtime:
         if self._host is not None:
             raise RuntimeError("this runtime is already started")
         loop = asyncio.get_running_loop()
+        # No signal handler is installed here, on purpose: the loop may be Jupyter's, and
+        # SIGINT/SIGTERM belong to whoever owns it (asyncjobs worker handles them itself).
+        from ._display import register_ipython_formatters
+
+        register_ipython_formatters()  # lists of logs as tables; only if IPython is running
         ready: asyncio.Future[None] = loop.create_future()
         self._stop_requested = asyncio.Event()
         self._stopping = False
