@@ -160,3 +160,74 @@ async def test_a_cron_every_second_fires_each_tick_once_across_three_nodes(
     runs = Counter(execution_id for execution_id, *_ in rows)
     completed = {ex.id for ex in executions if ex.status == S.COMPLETED}
     assert set(runs) == completed and set(runs.values()) == {1}
+
+
+async def test_a_node_paused_past_its_lease_cannot_overwrite_the_rescued_outcome(
+    cluster_url: str, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger.db"
+    observer = build(cluster_url, str(ledger), workers=0)
+    async with observer, cluster(cluster_url, ledger, 1) as (paused,):
+        job = await observer.once("work", 7, 2.0)
+        with anyio.fail_after(30):
+            while (await observer.executions.count(status="running")) == 0:
+                await anyio.sleep(0.02)
+        paused.send_signal(signal.SIGSTOP)
+        try:
+            async with cluster(cluster_url, ledger, 1) as (rescuer,):
+                rescued = await job.wait(timeout=60)  # recovered after the lease, run again
+                assert rescued.status == S.COMPLETED and rescued.attempt == 2
+                paused.send_signal(signal.SIGCONT)
+                with anyio.fail_after(30):  # the paused node finishes its stale run too...
+                    while len(await ledger_rows(ledger)) < 2:
+                        await anyio.sleep(0.05)
+                await anyio.sleep(1.5)  # ...and tries to write it (the writer flushes by then)
+                after = await observer.executions.get(rescued.id)
+                history = await observer.executions.history(rescued.id)
+        finally:
+            paused.send_signal(signal.SIGCONT)
+    assert after == rescued  # its late outcome was fenced off
+    assert [status for status, _ in history].count(S.COMPLETED) == 1
+    pids = {pid: attempt for _, _, _, attempt, pid, _ in await ledger_rows(ledger)}
+    assert pids == {paused.pid: 1, rescuer.pid: 2}
+
+
+ENQUEUE_ONE_KEY = """
+import sys, anyio, asyncjobs as aj
+rt = aj.Runtime(sys.argv[1], workers=0, system_jobs=False)
+rt.task(name="work")(lambda i: i)
+async def main() -> None:
+    async with rt:
+        ids = set()
+        async def add() -> None:
+            ids.add((await rt.once("work", 0, key="only-one", after=3600)).id)
+        async with anyio.create_task_group() as tg:
+            for _ in range(int(sys.argv[2])):
+                tg.start_soon(add)
+        print(" ".join(sorted(ids)))
+anyio.run(main)
+"""
+
+
+async def test_one_key_enqueued_a_thousand_times_from_four_processes_makes_one_job(
+    cluster_url: str,
+) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "runner")])}
+    async with aj.Runtime(cluster_url, workers=0, system_jobs=False):
+        pass  # the schema exists before the processes race
+    argv = [sys.executable, "-c", ENQUEUE_ONE_KEY, cluster_url, "250"]
+    results: list[bytes] = []
+
+    async def enqueue() -> None:
+        done = await anyio.run_process(argv, cwd=ROOT, env=env, stderr=None)
+        results.append(done.stdout)
+
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(enqueue)
+    ids = {job_id for out in results for job_id in out.decode().split()}
+    async with aj.Runtime(cluster_url, workers=0, system_jobs=False) as rt:
+        assert await rt.jobs.count() == 1
+        (job,) = (await rt.jobs.list()).items
+    assert ids == {job.id}
