@@ -88,6 +88,34 @@ class JobsAPI:
             JobQuery(status=_job_status(status), category=category, name=name)
         )
 
+    async def trigger(self, job_id: str) -> builtins.list[Execution]:
+        """Run the job now, besides its schedule, and return the new executions.
+
+        One execution per step, queued now with the job's priority, as a firing of its
+        schedule would make; the schedule itself does not move (a cron job still fires at its
+        next tick). A paused job's executions wait until it resumes.
+
+        :raises JobNotFound: if there is no job with that id
+        :raises ValueError: naming the status, if the job is finished, stopped or deleted
+            (only a live job runs again), or if it is a daemon (it always runs: pause and
+            resume it to restart it)
+        """
+        from ._engine.scheduler import executions_for
+
+        rt = self._rt
+        store = rt._require_store()
+        record = await store.get_job(_job_id(job_id))
+        if record.schedule.get("kind") == "daemon":
+            raise ValueError(
+                f"job {record.id!r} is a daemon, which always runs and cannot be triggered; "
+                "pause and resume it to restart it"
+            )
+        now = rt._clock.time()
+        executions = await store.add_executions(record.id, executions_for(record, now, now), now)
+        rt._work_added()
+        rt._notify({record.id})
+        return executions
+
     async def pause(self, job_id: str) -> Job:
         """Pause an active job: no new firing, and its waiting executions are not started
         until it resumes. A daemon's running execution is cancelled (resume restarts it)."""

@@ -34,6 +34,18 @@ def check_job_move(job_id: str, src: JobStatus, to: JobStatus) -> bool:
     return True
 
 
+def check_live_job(job_id: str, status: JobStatus) -> None:
+    """Refuse new executions for a job that is not live (active or paused).
+
+    :raises ValueError: naming the job and its status
+    """
+    if status not in (JobStatus.ACTIVE, JobStatus.PAUSED):
+        raise ValueError(
+            f"job {job_id!r} is {status.value!r}; only an active or paused job can get "
+            "new executions"
+        )
+
+
 def category_chain(category: str) -> list[str]:
     """Return the category and its parents: ``"a/b/c"`` -> ``["a", "a/b", "a/b/c"]``."""
     parts = category.split("/")

@@ -241,6 +241,20 @@ class Store(Protocol):
         """
         ...
 
+    async def add_executions(
+        self, job_id: JobId, executions: Sequence[NewExecution], at: float
+    ) -> list[Execution]:
+        """Insert executions (with a first state event each) into an existing live job.
+
+        Atomic with the check: the job is ``active`` or ``paused`` (a paused job's new
+        executions wait for it to resume). Returns the new executions, in the given order.
+
+        :raises JobNotFound: if there is no such job
+        :raises ValueError: naming the job and its status if it is finished, stopped or
+            deleted; nothing is inserted
+        """
+        ...
+
     async def get_job(self, job_id: JobId) -> Job:
         """Return the job.
 

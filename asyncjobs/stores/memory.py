@@ -241,6 +241,17 @@ class MemoryStore:
             self._insert_execution(new)
         return record, True
 
+    async def add_executions(
+        self, job_id: JobId, executions: Sequence[NewExecution], at: float
+    ) -> list[Execution]:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        _common.check_live_job(job_id, job.status)
+        for new in executions:
+            self._insert_execution(new)
+        return [self._execs[new.id].snapshot() for new in executions]
+
     def _insert_execution(self, new: NewExecution) -> None:
         status = _S.QUEUED if new.scheduled_for <= new.created_at else _S.SCHEDULED
         row = _Exec(

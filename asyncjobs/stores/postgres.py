@@ -525,6 +525,11 @@ class PostgresStore:
     async def add_job(self, job: NewJob, executions: Sequence[NewExecution]) -> tuple[Job, bool]:
         return await self._transact(_add_job, job, executions)
 
+    async def add_executions(
+        self, job_id: JobId, executions: Sequence[NewExecution], at: float
+    ) -> list[Execution]:
+        return await self._transact(_add_executions, job_id, executions)
+
     async def get_job(self, job_id: JobId) -> Job:
         rows = await self._fetch(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = $1", job_id)
         if not rows:
@@ -902,6 +907,24 @@ async def _add_job(tx: _Tx, job: NewJob, executions: Sequence[NewExecution]) -> 
         tx.keys.add(SCHEDULE)
     tx.keys.add(job.id)
     return _job(row), True
+
+
+async def _add_executions(
+    tx: _Tx, job_id: JobId, executions: Sequence[NewExecution]
+) -> list[Execution]:
+    # The job's row lock holds off a concurrent stop until these executions are in: the
+    # stop then cancels them with the rest.
+    status = await tx.conn.fetchval("SELECT status FROM jobs WHERE id = $1 FOR UPDATE", job_id)
+    if status is None:
+        raise JobNotFound(job_id)
+    _common.check_live_job(job_id, JobStatus(status))
+    await _insert_executions(tx, executions)
+    rows = await tx.conn.fetch(
+        f"SELECT {_EXEC_COLUMNS} FROM executions WHERE id = ANY($1::text[])",
+        [new.id for new in executions],
+    )
+    by_id = {row[0]: _execution(row) for row in rows}
+    return [by_id[new.id] for new in executions]
 
 
 async def _insert_executions(tx: _Tx, executions: Sequence[NewExecution]) -> None:

@@ -325,6 +325,11 @@ class SQLiteStore:
     async def add_job(self, job: NewJob, executions: Sequence[NewExecution]) -> tuple[Job, bool]:
         return await self._run(_in_tx, _add_job, job, executions)
 
+    async def add_executions(
+        self, job_id: JobId, executions: Sequence[NewExecution], at: float
+    ) -> list[Execution]:
+        return await self._run(_in_tx, _add_executions, job_id, executions)
+
     async def get_job(self, job_id: JobId) -> Job:
         return await self._run(_get_job, job_id)
 
@@ -718,6 +723,14 @@ def _add_job(
     )
     _insert_executions(conn, executions)
     return _get_job(conn, job.id), True
+
+
+def _add_executions(
+    conn: sqlite3.Connection, job_id: JobId, executions: Sequence[NewExecution]
+) -> list[Execution]:
+    _common.check_live_job(job_id, _get_job(conn, job_id).status)
+    _insert_executions(conn, executions)
+    return [_get_execution(conn, new.id) for new in executions]
 
 
 def _insert_executions(conn: sqlite3.Connection, executions: Sequence[NewExecution]) -> None:

@@ -145,6 +145,39 @@ async def test_concurrent_adds_with_one_key_make_one_job(store: Store) -> None:
     assert await store.count_jobs(JobQuery()) == 1
 
 
+async def test_add_executions_joins_a_live_job_and_refuses_an_ended_one(store: Store) -> None:
+    j, _ = await add(store)
+    now, later = execution(j, at=T0 + 5), execution(j, at=T0 + 5, due=T0 + 60, step=1)
+    start = await store.last_seq()
+    added = await store.add_executions(j.id, [now, later], T0 + 5)
+    assert [(e.id, e.status, e.job_id) for e in added] == [
+        (now.id, S.QUEUED, j.id),
+        (later.id, S.SCHEDULED, j.id),
+    ]
+    assert [(e.execution_id, e.status) for e in await store.events_after(start)] == [  # type: ignore[union-attr]
+        (now.id, S.QUEUED),
+        (later.id, S.SCHEDULED),
+    ]
+    await store.set_job_status(j.id, JobStatus.PAUSED, T0 + 6)
+    paused = execution(j, at=T0 + 6)
+    await store.add_executions(j.id, [paused], T0 + 6)
+    assert await store.claim(NODE, 10, T0 + 6) == []  # a paused job's executions wait
+    await store.set_job_status(j.id, JobStatus.STOPPED, T0 + 7)
+    assert (await store.get_execution(paused.id)).status == S.CANCELLED
+    late = execution(j, at=T0 + 8)
+    with pytest.raises(ValueError, match=f"job '{j.id}' is 'stopped'; only an active or paused"):
+        await store.add_executions(j.id, [late], T0 + 8)
+    with pytest.raises(ExecutionNotFound):
+        await store.get_execution(late.id)
+    with pytest.raises(JobNotFound, match="'j-404'"):
+        await store.add_executions(JobId("j-404"), [], T0)
+    done, e = await add(store)
+    (claim,) = await store.claim(NODE, 1, T0)
+    await store.write(WriteBatch(finishes=[finish(e.id, claim.run, S.COMPLETED)]))
+    with pytest.raises(ValueError, match="is 'finished'"):
+        await store.add_executions(done.id, [execution(done)], T0 + 9)
+
+
 async def test_get_missing_ids_name_them(store: Store) -> None:
     with pytest.raises(JobNotFound, match="no job with id 'j-404'"):
         await store.get_job(JobId("j-404"))

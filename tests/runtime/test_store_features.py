@@ -1,0 +1,53 @@
+"""Runtime features that stores carry: triggering a job now, per-task concurrency limits,
+and wake-ups across runtimes that share a store."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+import asyncjobs as aj
+from asyncjobs import ExecutionStatus as S
+
+pytestmark = pytest.mark.anyio
+
+
+def make_runtime(store: str, **options: object) -> aj.Runtime:
+    options.setdefault("workers", 4)
+    options.setdefault("poll_interval", 0.05)
+    options.setdefault("shutdown_timeout", 5)
+    options.setdefault("system_jobs", False)
+    return aj.Runtime(store, **options)  # type: ignore[arg-type]
+
+
+async def test_trigger_runs_every_step_now_with_the_jobs_priority(store_url: str) -> None:
+    rt = make_runtime(store_url)
+    seen: list[tuple[str, int]] = []
+
+    @rt.task
+    async def step(name: str, n: int) -> None:
+        seen.append((name, n))
+
+    async with rt:
+        job = rt.job("pair", schedule=aj.Every(3600), priority=-3)
+        job.add(step, "a", 1).add(step, "b", 2)
+        await job.push()
+        assert await rt.executions.count(job_id=job.id) == 0
+        executions = await rt.jobs.trigger(job.id)
+        assert [(e.step, e.priority, e.args) for e in executions] == [
+            (0, -3, ("a", 1)),
+            (1, -3, ("b", 2)),
+        ]
+        with anyio.fail_after(10):
+            for execution in executions:
+                while (await rt.executions.get(execution.id)).status != S.COMPLETED:
+                    await anyio.sleep(0.02)
+        assert sorted(seen) == [("a", 1), ("b", 2)]
+        await job.refresh()
+        assert job.status == aj.JobStatus.ACTIVE  # the schedule goes on
+        await rt.jobs.stop(job.id)
+        with pytest.raises(ValueError, match=f"job '{job.id}' is 'stopped'"):
+            await rt.jobs.trigger(job.id)
+        with pytest.raises(aj.JobNotFound, match="'nope'"):
+            await rt.jobs.trigger("nope")
+        assert await rt.executions.count(job_id=job.id) == 2
