@@ -8,7 +8,7 @@ anyio, aiosqlite or asyncio. The engine and the store drivers are imported by :m
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
@@ -27,6 +27,8 @@ from .stores import DEFAULT_URL, check_url
 if TYPE_CHECKING:
     import asyncio
     from datetime import datetime
+
+    from starlette.applications import Starlette
 
     from ._backoff import Backoff
     from ._engine import Engine
@@ -611,6 +613,24 @@ class Runtime:
         :raises RuntimeError: if the runtime is not started
         """
         return self._require_store()
+
+    def asgi_app(
+        self,
+        *,
+        token: str | None = None,
+        allowed_hosts: Sequence[str] | None = None,
+        cors_origins: Sequence[str] | None = None,
+    ) -> Starlette:
+        """Return this runtime's HTTP API as an ASGI app (needs ``asyncjobs[http]``).
+
+        Served alone, the app's lifespan starts and stops the runtime; mounted in another
+        app, that app starts it. See :func:`asyncjobs.http.asgi_app` for the options.
+
+        :raises ValueError: naming the option, if one is invalid
+        """
+        from .http import asgi_app  # Starlette is imported only when an app is asked for
+
+        return asgi_app(self, token=token, allowed_hosts=allowed_hosts, cors_origins=cors_origins)
 
     # -- events --------------------------------------------------------------------------
 
