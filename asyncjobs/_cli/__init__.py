@@ -370,14 +370,22 @@ def build_parser() -> argparse.ArgumentParser:
         **_help(
             "serve the HTTP API (queries, commands, live event streams) over a store",
             "asyncjobs serve --store sqlite:///jobs.db --port 8000",
+            "ASYNCJOBS_TOKEN=... asyncjobs serve myapp.tasks --host 0.0.0.0",
         ),
+    )
+    serve.add_argument(
+        "module",
+        metavar="MODULE",
+        nargs="?",
+        help="also run the tasks of this module's runtime here (as 'worker MODULE' would)",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     serve.add_argument("--port", type=_count, default=8000, help="port (default: 8000)")
     serve.add_argument(
         "--token",
         default=None,
-        help="bearer token the API requires (default: $ASYNCJOBS_TOKEN; needed off loopback)",
+        help="bearer token the API requires; needed off loopback (default: $ASYNCJOBS_TOKEN, "
+        "which is better: other users see a command line)",
     )
     _store_option(serve)
     serve.set_defaults(handler=_run("serve", "command_serve"))
