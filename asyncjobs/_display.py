@@ -37,7 +37,7 @@ STATUS_COLOURS: dict[str, str] = {
     ExecutionStatus.CANCELLED: "#495057",
     JobStatus.ACTIVE: "#0d6efd",
     JobStatus.PAUSED: "#fd7e14",
-    JobStatus.FINISHED: "#198754",
+    JobStatus.FINISHED: "#495057",  # neutral: its executions' badges tell how it went
     JobStatus.STOPPED: "#495057",
     JobStatus.DELETED: "#6c757d",
 }
