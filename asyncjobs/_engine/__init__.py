@@ -39,7 +39,7 @@ from .._models import ErrorInfo, Execution
 from .._schedules import Daemon, schedule_from_json
 from .._states import ExecutionStatus, LogLevel
 from .._types import new_id
-from ..stores.base import Claim, Finish, JobUpdate, NodeInfo
+from ..stores.base import EVERYTHING, SCHEDULE, WORK, Claim, Finish, JobUpdate, NodeInfo
 from .changes import Changes, Wakeup
 from .process import kill_leftover, run_child
 from .scheduler import Scheduler
@@ -114,6 +114,7 @@ class Engine:
         # do it in a thread now rather than in the loop at the first rt.cron() or cron tick.
         await anyio.to_thread.run_sync(importlib.import_module, "croniter")
         await self._store.register_node(self.node)
+        await self._store.watch(self._on_store_changed)
         await self.recover_dead_nodes()
         handler = CaptureHandler()
         logging.getLogger().addHandler(handler)
@@ -172,6 +173,20 @@ class Engine:
             self._next_due = due
         self._work_added.set()
         self._schedule_changed.set()
+
+    def _on_store_changed(self, keys: frozenset[str]) -> None:
+        """Another process changed the store: wake whoever waits for what changed, now rather
+        than at the next poll (which stays, for notifications that get lost)."""
+        everything = EVERYTHING in keys
+        if everything or WORK in keys:
+            self._last_poll = -math.inf  # its next due time may have moved: re-read it
+            self._work_added.set()
+        if everything or SCHEDULE in keys:
+            self._schedule_changed.set()
+        if everything:
+            self._changes.notify_all()
+        else:
+            self._changes.notify(keys - {WORK, SCHEDULE})
 
     def resize(self, workers: int) -> None:
         self._workers = workers

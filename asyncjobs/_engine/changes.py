@@ -31,6 +31,10 @@ class Changes:
             if event is not None:
                 event.set()
 
+    def notify_all(self) -> None:
+        """Wake every waiter (what changed is not known). Loop thread only."""
+        self.notify(tuple(self._events))
+
     async def wait(self, key: str, timeout: float) -> None:
         """Return when ``key`` is notified or after ``timeout`` seconds."""
         event = self._events.get(key)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from .._models import (
         Category,
@@ -35,6 +35,13 @@ if TYPE_CHECKING:
     from .._types import JSON, ExecutionId, JobId
 
 MAX_PAGE_SIZE = 1000
+
+WORK = "asyncjobs:work"
+"""Wake-up key (:meth:`Store.watch`): executions were queued or may have become claimable."""
+SCHEDULE = "asyncjobs:schedule"
+"""Wake-up key (:meth:`Store.watch`): a job's schedule, next fire time or status changed."""
+EVERYTHING = "*"
+"""Wake-up key (:meth:`Store.watch`): anything may have changed (notifications were lost)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -228,6 +235,20 @@ class Store(Protocol):
 
     async def __aexit__(self, *exc_info: object) -> None:
         """Close; every write acknowledged before stays."""
+        ...
+
+    async def watch(self, callback: Callable[[frozenset[str]], None]) -> None:
+        """Call ``callback(keys)``, on this event loop, when another process changes the store.
+
+        ``keys`` says what changed: the ids of the jobs and executions whose events were
+        written, :data:`WORK` (executions may be claimable), :data:`SCHEDULE` (a job's
+        schedule or status changed), or :data:`EVERYTHING`. Changes made through this store
+        object are not reported: its caller knows them. Delivery is best effort (the engine
+        still polls every ``poll_interval``); watching ends when the store is closed. A store
+        that cannot know (memory: no other process; SQLite: no notifications) does nothing.
+
+        :raises StoreError: if the store cannot start watching
+        """
         ...
 
     # -- jobs ----------------------------------------------------------------------------

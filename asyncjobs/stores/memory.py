@@ -53,7 +53,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from datetime import datetime
 
     from .._types import JSON, ExecutionId, JobId
@@ -138,6 +138,9 @@ class MemoryStore:
 
     async def __aenter__(self) -> Self:
         return self
+
+    async def watch(self, callback: Callable[[frozenset[str]], None]) -> None:
+        return None  # no other process shares this store
 
     async def __aexit__(self, *exc_info: object) -> None:
         return None

@@ -61,6 +61,9 @@ from .._states import TERMINAL, WAITING, ExecutionStatus, JobStatus, LogLevel, c
 from .._types import to_datetime
 from . import _common
 from .base import (
+    EVERYTHING,
+    SCHEDULE,
+    WORK,
     Claim,
     ExecutionQuery,
     FireResult,
@@ -88,13 +91,6 @@ _MIGRATIONS = {1: "init"}
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _RETRIES = 20
 
-WORK = "asyncjobs:work"
-"""Wake-up key: executions were queued or may have become claimable."""
-SCHEDULE = "asyncjobs:schedule"
-"""Wake-up key: a job's schedule (its next fire time or status) changed."""
-EVERYTHING = "*"
-"""Wake-up key: anything may have changed (too many keys for one notification, or the
-listening connection was lost and re-opened)."""
 _MAX_PAYLOAD = 7000  # PostgreSQL's limit is 8000 bytes
 
 _EXEC_COLUMNS = (
@@ -473,9 +469,15 @@ class PostgresStore:
     # -- wake-ups --------------------------------------------------------------------------
 
     async def watch(self, callback: Callable[[frozenset[str]], None]) -> None:
+        self._require()
         self._watchers.append(callback)
         if self._listener is None:
-            await self._listen()
+            try:
+                await self._listen()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                raise StoreError(
+                    f"cannot listen on the PostgreSQL store {self.url}: {exc}"
+                ) from exc
 
     async def _listen(self) -> None:
         # A connection of its own, outside the pool: LISTEN lasts as long as the session.

@@ -263,6 +263,9 @@ class SQLiteStore:
             db, self._db = self._db, None
             await db.close()
 
+    async def watch(self, callback: Callable[[frozenset[str]], None]) -> None:
+        return None  # SQLite has no notifications: other processes are found by polling
+
     def _setup(self, conn: sqlite3.Connection) -> None:
         # Read before writing anything: a file that is not a database fails here, untouched.
         try:

@@ -3,11 +3,16 @@ and wake-ups across runtimes that share a store."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import anyio
 import pytest
 
 import asyncjobs as aj
 from asyncjobs import ExecutionStatus as S
+
+if TYPE_CHECKING:
+    from tests.pg import PostgresServer
 
 pytestmark = pytest.mark.anyio
 
@@ -51,3 +56,31 @@ async def test_trigger_runs_every_step_now_with_the_jobs_priority(store_url: str
         with pytest.raises(aj.JobNotFound, match="'nope'"):
             await rt.jobs.trigger("nope")
         assert await rt.executions.count(job_id=job.id) == 2
+
+
+async def test_a_runtime_hears_work_and_results_from_another_at_once(
+    pg_server: PostgresServer,
+) -> None:
+    # Both poll only every 30 s: anything faster is the store's notifications at work.
+    url = pg_server.url()
+    worker = make_runtime(url, poll_interval=30)
+    client = make_runtime(url, poll_interval=30, workers=0)
+
+    @worker.task(name="double")
+    async def double(n: int) -> int:
+        return 2 * n
+
+    client.task(name="double")(double)
+    async with worker, client:
+        await anyio.sleep(0.3)  # the worker is idle, waiting
+        for n in range(3):
+            with anyio.fail_after(3):
+                job = await client.once("double", n)
+                assert await job.result() == 2 * n
+        events = client.events()
+        job = await client.once("double", 21)
+        with anyio.fail_after(3):
+            async for event in events:
+                if isinstance(event, aj.StateChanged) and event.status == S.COMPLETED:
+                    assert event.job_id == job.id
+                    break

@@ -14,6 +14,7 @@ from asyncjobs import InvalidStoreURL, SchemaVersionError, StoreError
 from asyncjobs._models import StepSpec
 from asyncjobs._types import ExecutionId, JobId, new_id
 from asyncjobs.stores import JobQuery, NewExecution, NewJob, NodeInfo, PostgresStore, open_store
+from asyncjobs.stores.base import WORK
 from asyncjobs.stores.postgres import split_url
 from tests.pg import free_port
 
@@ -163,3 +164,27 @@ async def test_two_stores_on_one_database_claim_each_execution_once(
                 node = NodeInfo(id=f"n{i}", host="h", pid=i, started_at=T0, heartbeat_at=T0)
                 tg.start_soon(claimer, store, node)
     assert sorted(claimed) == sorted(e.id for e in executions)
+
+
+async def test_watchers_hear_other_stores_changes_and_not_their_own(
+    pg_server: PostgresServer,
+) -> None:
+    url = pg_server.url()
+    heard: list[frozenset[str]] = []
+    async with open_store(url) as watching, open_store(url) as other:
+        await watching.watch(heard.append)
+        job, executions = _job_with(2)
+        await watching.add_job(job, executions)  # its own change: not reported
+        other_job, other_executions = _job_with(1)
+        with anyio.fail_after(5):
+            await other.add_job(other_job, other_executions)
+            while not heard:
+                await anyio.sleep(0.01)
+        (keys,) = heard
+        assert {WORK, other_job.id, other_executions[0].id} <= keys
+        assert job.id not in keys
+    # Closed: nothing more is heard, and the listening connection is gone.
+    async with open_store(url) as other:
+        await other.add_job(*_job_with(1))
+        await anyio.sleep(0.2)
+    assert len(heard) == 1
