@@ -234,7 +234,8 @@ def categories_table(categories: Sequence[Category], caption: str = "") -> str:
 
 def items_html(items: Sequence[object], caption: str = "") -> str | None:
     """Return a table for a non-empty sequence of one kind of record, else ``None``."""
-    if not items:
+    # IPython calls this for every list it displays: give up at the first item if it can.
+    if not items or not isinstance(_record_of(items[0]), _KINDS):
         return None
     records = [_record_of(item) for item in items]
     kinds = {type(record) for record in records}
@@ -250,6 +251,9 @@ def items_html(items: Sequence[object], caption: str = "") -> str | None:
     if kind is Category:
         return categories_table(records, caption)  # type: ignore[arg-type]
     return None
+
+
+_KINDS = (LogRecord, Execution, JobRecord, Category)
 
 
 def page_html(page: Page[Any]) -> str:

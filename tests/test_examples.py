@@ -194,10 +194,16 @@ def test_the_notebook_runs_top_to_bottom_on_a_real_kernel(kernel_env: Path) -> N
     assert ">failed</span>" in failed
     assert "<b>FileNotFoundError</b>: no such file: &#x27;data/2024.csv&#x27;" in failed
 
+    listed = html_of(outputs_of(notebook, "await broken.executions()"))  # a plain list
+    assert listed.count('<tr class="asyncjobs-execution">') == 1 and ">failed</span>" in listed
+
     refusal = text_of(outputs_of(notebook, "def crunch("))
-    assert "defined in a notebook cell" in refusal
-    assert "a child process cannot import it" in refusal
-    assert "put it in a module (a .py file) and import it" in refusal
+    for task in ("crunch", "train"):  # at registration, and when a job asks for process mode
+        assert (
+            f"task '__main__:{task}': {task} is defined in a notebook cell or an interactive "
+            "session: a child process cannot import it; put it in a module (a .py file) and "
+            "import it"
+        ) in refusal
 
     assert "stopped:" in text_of(outputs_of(notebook, "await rt.stop()"))
 
