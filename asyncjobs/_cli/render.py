@@ -166,6 +166,7 @@ def log_line(record: LogRecord | LogWritten, stream: TextIO) -> str:
 @dataclasses.dataclass
 class _Bar:
     label: str
+    kind: str = ""
     progress: float = 0.0
     message: str = ""
     status: str = "queued"
@@ -186,6 +187,7 @@ class LiveBars:
         self._width = width
         self._label_width = label_width
         self._bars: dict[str, _Bar] = {}
+        self._kind_width = 0
         self._drawn = 0
         self._last_draw = 0.0
         encoding = (getattr(stream, "encoding", None) or "").lower()
@@ -195,11 +197,20 @@ class LiveBars:
     def is_live(self) -> bool:
         return self._live
 
-    def add(self, key: str, label: str, *, status: str = "queued", progress: float = 0.0) -> None:
-        """Add a bar (a no-op if ``key`` has one)."""
+    def add(
+        self,
+        key: str,
+        label: str,
+        *,
+        kind: str = "",
+        status: str = "queued",
+        progress: float = 0.0,
+    ) -> None:
+        """Add a bar (a no-op if ``key`` has one); ``kind`` is a short tag after the label."""
         if key not in self._bars:
-            self._bars[key] = _Bar(label=label, status=status, progress=progress)
+            self._bars[key] = _Bar(label=label, kind=kind, status=status, progress=progress)
             self._label_width = max(self._label_width, min(len(label), 40))
+            self._kind_width = max(self._kind_width, len(kind))
 
     def __contains__(self, key: str) -> bool:
         return key in self._bars
@@ -260,6 +271,8 @@ class LiveBars:
         filled = round(self._width * bar.progress / 100)
         gauge = self._full * filled + self._empty * (self._width - filled)
         label = bar.label[: self._label_width].ljust(self._label_width)
+        if self._kind_width:
+            label += " " + bar.kind.ljust(self._kind_width)
         status = paint(f"{bar.status:<9}", bar.status, self._colour)
         retry = f" (attempt {bar.attempt})" if bar.attempt > 1 else ""
         message = (bar.message + retry)[:40]
