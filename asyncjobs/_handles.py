@@ -117,6 +117,7 @@ class Job:
             backoff=None if chosen_backoff is None else chosen_backoff.to_json(),
             on_worker_lost=definition.on_worker_lost,
             crash_limit=definition.crash_limit,
+            concurrency=definition.concurrency,
             target=child_target(definition) if chosen_mode == "process" else None,
         )
         self._steps.append((spec, definition.category))
@@ -242,16 +243,21 @@ class Job:
                     return max(latest, key=lambda e: e.step)
                 await self._rt._changes_wait(self.id)
 
-    async def watch(self) -> None:
+    async def watch(self, timeout: float | None = None) -> None:
         """Show the job with a live progress bar per step until its latest firing ends.
 
         In Jupyter (or any running IPython) the bars are one output that updates in place;
         elsewhere each change is printed as text. Returns nothing, so a cell shows the bars
-        once; :meth:`wait` or :meth:`result` give the outcome afterwards.
+        once; :meth:`wait` or :meth:`result` give the outcome afterwards. A job that has not
+        fired yet is watched until its first firing ends.
+
+        :param timeout: seconds to watch at most (``None``: no limit)
+        :raises TimeoutError: if ``timeout`` passes first (the display shows the last state)
         """
         from ._display import watch
 
-        await watch(self)
+        with nullcontext() if timeout is None else _fail_after(timeout):
+            await watch(self)
 
     async def _latest_executions(self) -> tuple[Execution, ...]:
         """Read the executions of the job's latest firing (one per step), by step."""

@@ -251,6 +251,20 @@ async def test_watch_without_a_notebook_prints_each_change_until_the_end(
         assert job.status == aj.JobStatus.FINISHED
 
 
+async def test_watch_gives_up_after_its_timeout_on_a_job_that_has_not_fired(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clock = aj.ManualClock(T0)  # never moved: the cron job never fires
+    rt = aj.Runtime("memory://", system_jobs=False, clock=clock, poll_interval=0.01)
+    rt.task(name="nothing")(subprocess_friendly_sleep)
+    async with rt:
+        job = await rt.cron("0 3 * * *", "nothing", 0)
+        with pytest.raises(TimeoutError):
+            await job.watch(timeout=0.1)
+    assert capsys.readouterr().out == "nothing [active]\n"
+    assert "no execution read yet" not in job._repr_html_()  # read: there is none
+
+
 async def test_starting_a_runtime_installs_no_signal_handler() -> None:
     import asyncio
 
