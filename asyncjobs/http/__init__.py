@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 
 from ._auth import check_bind, check_token
 from ._routes import build_app
+from ._server import run_server
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -173,8 +174,6 @@ async def serve_async(
     :param configure_logging: let uvicorn install its logging configuration
     :raises ValueError: as :func:`serve`
     """
-    from ._server import run_server
-
     await run_server(
         rt,
         host=host,

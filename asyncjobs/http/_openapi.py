@@ -299,10 +299,43 @@ def _operation(
     return op
 
 
+_EVENT: Schema = {
+    "type": "object",
+    "required": ["seq", "type", "at", "job_id", "execution_id"],
+    "properties": {
+        "seq": {"type": "integer", "minimum": 1},
+        "type": {"enum": ["state", "progress", "log"]},
+        "at": _TIME,
+        "job_id": {"type": "string", "format": "uuid"},
+        "execution_id": {"type": "string", "format": "uuid"},
+        "status": {"enum": list(EXECUTION_STATUSES)},
+        "progress": _NUMBER,
+        "message": _STRING,
+        "level": {"enum": list(LEVELS)},
+        "data": _OBJECT,
+    },
+}
 _STREAM = {
-    "description": "a text/event-stream of state, progress and log events; each `id:` is "
-    "the event's sequence number, `event:` is state, progress or log, `data:` is JSON",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "description": "a text/event-stream of state, progress and log events: each event's "
+    "`id` is its sequence number, `event` is state, progress or log, `data` is one line of "
+    "JSON (the schema of each event is given here); comment lines keep the stream alive",
+    "content": {
+        "text/event-stream": {
+            "schema": {
+                "type": "object",
+                "required": ["id", "event", "data"],
+                "properties": {
+                    "id": {"type": "string", "pattern": "^[0-9]+$"},
+                    "event": {"enum": ["state", "progress", "log"]},
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": _EVENT,
+                    },
+                },
+            }
+        }
+    },
 }
 
 
@@ -445,6 +478,7 @@ def openapi(rt: Runtime, *, secured: bool) -> Schema:
                 "Log lines, oldest first",
                 {"200": _json("LogPage", "one page of log lines")},
                 parameters=[*_PAGE, _LEVEL, _EXECUTION_ID_FILTER, _JOB_ID_FILTER],
+                errors=found,
             )
         },
         "/categories": {

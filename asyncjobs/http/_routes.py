@@ -31,6 +31,7 @@ from .._errors import (
     UnknownTask,
 )
 from .._runtime import HEALTH_TASK, RETENTION_TASK
+from .._schedules import Once
 from .._states import TERMINAL, ExecutionStatus, JobStatus
 from .._tasks import check_category
 from ..stores.base import MAX_PAGE_SIZE
@@ -316,35 +317,33 @@ class API:
             Query(request, ())
             return JSONResponse(openapi(rt, secured=self._secured))
 
-        get, post, delete = ["GET"], ["POST"], ["DELETE"]
-        return [
-            Route("/openapi.json", self._open(openapi_json, running=False), methods=get),
-            Route("/tasks", self._open(self.list_tasks, running=False), methods=get),
-            Route("/jobs", self._open(self.list_jobs), methods=get),
-            Route("/jobs", self._open(self.create_job), methods=post),
-            Route("/jobs/{job_id}", self._open(self.get_job), methods=get),
-            Route("/jobs/{job_id}", self._open(self.command("destroy")), methods=delete),
-            *(
-                Route(f"/jobs/{{job_id}}/{name}", self._open(self.command(name)), methods=post)
+        table: dict[str, dict[str, Endpoint]] = {
+            "/openapi.json": {"GET": openapi_json},
+            "/tasks": {"GET": self.list_tasks},
+            "/jobs": {"GET": self.list_jobs, "POST": self.create_job},
+            "/jobs/{job_id}": {"GET": self.get_job, "DELETE": self.command("destroy")},
+            **{
+                f"/jobs/{{job_id}}/{name}": {"POST": self.command(name)}
                 for name in ("stop", "pause", "resume", "destroy")
-            ),
-            Route("/executions", self._open(self.list_executions), methods=get),
-            Route("/executions/{execution_id}", self._open(self.get_execution), methods=get),
-            Route("/executions/{execution_id}/history", self._open(self.history), methods=get),
+            },
+            "/executions": {"GET": self.list_executions},
+            "/executions/{execution_id}": {"GET": self.get_execution},
+            "/executions/{execution_id}/history": {"GET": self.history},
+            "/executions/{execution_id}/logs": {"GET": self.execution_logs},
+            "/executions/{execution_id}/cancel": {"POST": self.cancel},
+            "/executions/{execution_id}/events": {"GET": self.execution_events},
+            "/events": {"GET": self.events},
+            "/logs": {"GET": self.list_logs},
+            "/categories": {"GET": self.list_categories},
+        }
+        # One route per path, so that a 405 lists every method the path has in Allow.
+        return [
             Route(
-                "/executions/{execution_id}/logs",
-                self._open(self.execution_logs),
-                methods=get,
-            ),
-            Route("/executions/{execution_id}/cancel", self._open(self.cancel), methods=post),
-            Route(
-                "/executions/{execution_id}/events",
-                self._open(self.execution_events),
-                methods=get,
-            ),
-            Route("/events", self._open(self.events), methods=get),
-            Route("/logs", self._open(self.list_logs), methods=get),
-            Route("/categories", self._open(self.list_categories), methods=get),
+                path,
+                self._open(_by_method(methods), running=path not in ("/openapi.json", "/tasks")),
+                methods=list(methods),
+            )
+            for path, methods in table.items()
         ]
 
     def _open(self, endpoint: Endpoint, *, running: bool = True) -> Endpoint:
@@ -534,6 +533,14 @@ class API:
         )
 
 
+def _by_method(endpoints: dict[str, Endpoint]) -> Endpoint:
+    async def dispatch(request: Request) -> Answer:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await endpoints[method](request)
+
+    return dispatch
+
+
 def _not_started() -> Response:
     return error_response(
         503,
@@ -657,6 +664,10 @@ def _body_zone(name: str, value: object) -> str:
         raise bad(
             name, f"{name} must be an IANA time zone like 'Europe/Paris', got {_short(value)}", 422
         )
+    try:
+        Once(tz=value)  # loads the zone: an unknown one is refused here, naming the field
+    except InvalidSchedule as exc:
+        raise bad(name, str(exc), 422) from None
     return value
 
 

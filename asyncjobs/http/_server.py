@@ -67,29 +67,32 @@ async def run_server(
         keepalive=keepalive,
         bind=host,
     )
-    options: dict[str, object] = {}
-    if not configure_logging:
-        options["log_config"] = None
-    config = uvicorn.Config(
-        app,
-        log_level=log_level,
-        lifespan="on",
-        proxy_headers=False,  # no client may claim another address through headers
-        server_header=False,
-        timeout_graceful_shutdown=SHUTDOWN_GRACE,
-        **options,  # type: ignore[arg-type]
-    )
     # Bind here rather than in uvicorn: the caller learns the port (0 picks a free one)
     # before serving, and connections made until uvicorn accepts wait in the backlog.
     sock = await anyio.to_thread.run_sync(_bind, host, port)
-    server = _Server(config, streams)
-    started_here = rt._store is None
+    started_here = False
     try:
-        if started_here:
+        bound = sock.getsockname()
+        options: dict[str, object] = {}
+        if not configure_logging:
+            options["log_config"] = None
+        config = uvicorn.Config(
+            app,
+            host=str(bound[0]),  # only for uvicorn's "running on" line: it serves `sock`
+            port=int(bound[1]),
+            log_level=log_level,
+            lifespan="on",
+            proxy_headers=False,  # no client may claim another address through headers
+            server_header=False,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE,
+            **options,  # type: ignore[arg-type]
+        )
+        server = _Server(config, streams)
+        if rt._store is None:
             # Started before uvicorn so that a store that cannot open raises here, with its
             # own error, instead of uvicorn's exit on a failed lifespan.
             await rt.start()
-        bound = sock.getsockname()
+            started_here = True
         if task_status is not None:
             task_status.started((str(bound[0]), int(bound[1])))
         logger.info("asyncjobs HTTP API on %s port %d", bound[0], bound[1])
