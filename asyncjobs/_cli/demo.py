@@ -147,11 +147,14 @@ async def _summary(
     colour = LiveBars(out).is_live and "NO_COLOR" not in os.environ
     print("\nWhat happened (every line below is read back from the store):\n", file=out)
     rows = []
+    retried: list[str] = []
     for t in one_offs:
         execution = await t.job.wait()
         history = await rt.executions.history(execution.id)
         first_run = next((at for s, at in history if s == aj.ExecutionStatus.RUNNING), None)
-        path = " > ".join(s.value for s, _ in history)
+        if execution.attempt > 1:
+            path = " -> ".join(s.value for s, _ in history)
+            retried.append(f"  {t.job.name} went {path}")
         rows.append(
             [
                 t.job.name,
@@ -159,24 +162,24 @@ async def _summary(
                 execution.status.value,
                 str(execution.attempt),
                 duration(first_run, execution.ended_at),
-                path.replace("running > retrying > queued", "retry"),
                 outcome(execution),
             ]
         )
     table(
-        ["JOB", "KIND", "STATUS", "ATTEMPTS", "TOOK", "HISTORY", "RESULT OR ERROR"],
+        ["JOB", "KIND", "STATUS", "ATTEMPTS", "TOOK", "RESULT OR ERROR"],
         rows,
         out,
         status_column=2,
     )
+    print("", *retried, sep="\n", file=out)
     await heartbeat.job.refresh()
     print(
-        f"\n  heartbeat        ran {heartbeat.runs} times, every second; its runs share data: "
+        f"  heartbeat ran {heartbeat.runs} times, every second; its runs share data: "
         f"{json.dumps(heartbeat.job.shared)}",
         file=out,
     )
     print(
-        f"  nightly report   cron '0 3 * * *' (UTC) would next fire at "
+        f"  nightly report, cron '0 3 * * *' (UTC), would next fire at "
         f"{when(nightly.record.next_fire_at)}; both scheduled jobs are now stopped",
         file=out,
     )

@@ -30,11 +30,14 @@ def test_the_demo_shows_every_kind_of_execution_and_ends_quickly(tmp_path: Path)
     assert "thread" in rows["checksum"]
     flaky = rows["call a flaky upstream"]
     assert re.search(r"completed +3 ", flaky)
-    assert "queued > retry > retry > running > completed" in flaky
+    assert (
+        "call a flaky upstream went queued -> running -> retrying -> queued -> running -> "
+        "retrying -> queued -> running -> completed"
+    ) in out
     assert '"third time lucky"' in flaky
     assert "FileNotFoundError: no such file: /etc/missing.conf" in rows["read a missing file"]
-    assert re.search(r"heartbeat +ran \d+ times, every second", out)
-    assert "cron '0 3 * * *' (UTC) would next fire at" in out
+    assert re.search(r"heartbeat ran \d+ times, every second", out)
+    assert "cron '0 3 * * *' (UTC), would next fire at" in out
 
     # The process executions ran in children, each with its own pid, and it is all stored.
     renders = ok_json("executions", "list", "--task", "demo.render", store=store)["items"]
