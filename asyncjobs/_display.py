@@ -125,14 +125,14 @@ def execution_row(execution: Execution) -> str:
 
 def execution_html(execution: Execution) -> str:
     """Return an execution as HTML: status, progress bar and message, times, error."""
-    times = [f"created {_time(execution.created_at)}"]
+    times = [f"created {_time(execution.created_at)}"]  # _time() escapes already
     if execution.started_at is not None:
         times.append(f"started {_time(execution.started_at)}")
     if execution.ended_at is not None:
         times.append(f"ended {_time(execution.ended_at)}")
-        if execution.started_at is not None:
-            seconds = (execution.ended_at - execution.started_at).total_seconds()
-            times.append(f"took {seconds:.3g} s")
+    when = ", ".join(times) + " UTC"
+    if execution.ended_at is not None and execution.started_at is not None:
+        when += f", took {(execution.ended_at - execution.started_at).total_seconds():.3g} s"
     result = ""
     if execution.status == ExecutionStatus.COMPLETED and execution.result is not None:
         result = f"<div>result: <code>{esc(_json(execution.result))}</code></div>"
@@ -140,7 +140,7 @@ def execution_html(execution: Execution) -> str:
         f'<div class="asyncjobs-execution" style="{_BOX}">{execution_row(execution)}'
         f'<div style="color: #6c757d; font-size: 12px">execution '
         f"<code>{esc(execution.id)}</code> of job <code>{esc(execution.job_id)}</code>, "
-        f"{esc(', '.join(times))}</div>{result}{error_html(execution)}</div>"
+        f"{when}</div>{result}{error_html(execution)}</div>"
     )
 
 
@@ -184,7 +184,7 @@ def logs_table(records: Sequence[LogRecord], caption: str = "") -> str:
         f'<td style="{_CELL}"><code>{esc(_json(r.data)) if r.data else ""}</code></td></tr>'
         for r in records[:MAX_TABLE_ROWS]
     ]
-    return _table(("time", "level", "message", "data"), rows, caption, len(records))
+    return _table(("time (UTC)", "level", "message", "data"), rows, caption, len(records))
 
 
 def executions_table(executions: Sequence[Execution], caption: str = "") -> str:
@@ -200,7 +200,7 @@ def executions_table(executions: Sequence[Execution], caption: str = "") -> str:
         for e in executions[:MAX_TABLE_ROWS]
     ]
     return _table(
-        ("status", "task", "progress", "message", "started", "id"),
+        ("status", "task", "progress", "message", "started (UTC)", "id"),
         rows,
         caption,
         len(executions),
@@ -219,7 +219,10 @@ def jobs_table(jobs: Sequence[JobRecord], caption: str = "") -> str:
         for j in jobs[:MAX_TABLE_ROWS]
     ]
     return _table(
-        ("name", "status", "schedule", "category", "next fire", "id"), rows, caption, len(jobs)
+        ("name", "status", "schedule", "category", "next fire (UTC)", "id"),
+        rows,
+        caption,
+        len(jobs),
     )
 
 
