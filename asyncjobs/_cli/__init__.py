@@ -63,7 +63,31 @@ def user_error(exc: BaseException) -> str | None:
 
     if isinstance(exc, CommandError | AsyncJobsError | ValueError):
         return " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError):
+        # The environment, not a bug: a file that cannot be written, a refused connection.
+        return f"{type(exc).__name__}: {exc}"
     return None
+
+
+def check_sqlite_path(url: str, *, must_exist: bool) -> None:
+    """Refuse a SQLite store URL whose file (``must_exist``) or directory is missing.
+
+    :raises CommandError: naming the path and what to do
+    """
+    from pathlib import Path
+
+    if not url.startswith("sqlite:///"):
+        return
+    path = Path(url.removeprefix("sqlite:///"))
+    if must_exist and not path.exists():
+        raise CommandError(
+            f"no store at {str(path)!r}: give --store (or set ${STORE_ENV}) to the URL a "
+            "worker serves, like sqlite:///jobs.db"
+        )
+    if not path.parent.is_dir():
+        raise CommandError(
+            f"cannot create the store {str(path)!r}: no directory {str(path.parent)!r}"
+        )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -378,6 +402,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODULE",
         nargs="?",
         help="also run the tasks of this module's runtime here (as 'worker MODULE' would)",
+    )
+    serve.add_argument(
+        "--workers", type=_count, help="with MODULE: coroutine executions at once (0: none)"
+    )
+    serve.add_argument(
+        "--process-workers", type=_count, help="with MODULE: process executions at once"
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     serve.add_argument("--port", type=_count, default=8000, help="port (default: 8000)")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -27,7 +26,7 @@ from asyncjobs import (
 )
 from asyncjobs._states import TERMINAL, LogLevel
 
-from . import CommandError, store_url
+from . import CommandError, check_sqlite_path, store_url
 from .render import LiveBars, dump, duration, log_line, outcome, paint, table, when
 
 if TYPE_CHECKING:
@@ -41,8 +40,11 @@ _out = sys.stdout
 
 def _run(function: Callable[[Runtime, argparse.Namespace], Awaitable[int]]) -> Any:
     def command(args: argparse.Namespace) -> int:
+        url = store_url(args)
+        check_client_store(url, must_exist=function is not _enqueue)
+
         async def main() -> int:
-            async with client(store_url(args), must_exist=function is not _enqueue) as rt:
+            async with client(url) as rt:
                 return await function(rt, args)
 
         return anyio.run(main)
@@ -50,25 +52,24 @@ def _run(function: Callable[[Runtime, argparse.Namespace], Awaitable[int]]) -> A
     return command
 
 
-@asynccontextmanager
-async def client(url: str, *, must_exist: bool = True) -> AsyncIterator[Runtime]:
-    """Open the store at ``url`` as a runtime that runs nothing.
+def check_client_store(url: str, *, must_exist: bool = True) -> None:
+    """Refuse a store that a command cannot share with a worker, before opening it.
 
-    :raises CommandError: if the store lives only in this process (``memory://``), or is a
-        SQLite file that does not exist and ``must_exist``
+    :raises CommandError: if the store lives only in one process (``memory://``), or is a
+        SQLite file that does not exist (and ``must_exist``) or has no directory
     """
     if url.startswith("memory:"):
         raise CommandError(
             "memory:// lives inside one process and a command cannot reach it; "
             "use a store that the worker shares, like sqlite:///path.db"
         )
-    if must_exist and url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
-        if not await anyio.Path(path).exists():
-            raise CommandError(
-                f"no store at {str(path)!r}: give --store (or set $ASYNCJOBS_STORE) to the "
-                "URL a worker serves, like sqlite:///jobs.db"
-            )
+    # Before the store opens: an asked-for file that does not exist would be created empty.
+    check_sqlite_path(url, must_exist=must_exist)
+
+
+@asynccontextmanager
+async def client(url: str) -> AsyncIterator[Runtime]:
+    """Open the store at ``url`` as a runtime that runs nothing and reconfigures nothing."""
     rt = Runtime(url, workers=0, process_workers=0, system_jobs=False, poll_interval=0.1)
     async with rt:
         yield rt

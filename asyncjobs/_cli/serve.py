@@ -1,7 +1,8 @@
 """``asyncjobs serve [MODULE]``: the HTTP API over a store, with :func:`asyncjobs.http.serve`.
 
 With MODULE, the module's runtime is served: its tasks are known (``POST /jobs`` checks
-their arguments) and it runs executions in this process as a worker would. Without one, a
+their arguments) and it runs executions in this process as a worker would (unless
+``--workers 0 --process-workers 0``). Without one, a
 runtime with no workers and no system jobs serves the store: queries, commands and event
 streams, while workers elsewhere run the tasks.
 """
@@ -28,7 +29,9 @@ def command_serve(args: argparse.Namespace) -> int:
 
     if args.module:
         rt = load_runtime(args.module)
-        rt.configure(store=args.store)
+        rt.configure(store=args.store, workers=args.workers, process_workers=args.process_workers)
+    elif args.workers or args.process_workers:
+        raise CommandError("--workers and --process-workers need the MODULE whose tasks run")
     else:
         url = store_url(args)
         if url.startswith("memory:"):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from asyncjobs import ExecutionStatus, Runtime
 
-from . import CommandError
+from . import CommandError, check_sqlite_path
 
 if TYPE_CHECKING:
     import argparse
@@ -114,6 +114,8 @@ def command_worker(args: argparse.Namespace) -> int:
     """Run ``asyncjobs worker``; return the exit code."""
     rt = load_runtime(args.module)
     rt.configure(store=args.store, workers=args.workers, process_workers=args.process_workers)
+    if isinstance(rt._store_spec, str):
+        check_sqlite_path(rt._store_spec, must_exist=False)
     _configure_logging()
     import anyio
 

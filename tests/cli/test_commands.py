@@ -238,7 +238,12 @@ def test_store_mistakes_are_one_line_and_exit_2(tmp_path: Path) -> None:
     not_a_db = tmp_path / "text.db"
     not_a_db.write_text("hello\n" * 100)
     assert user_error("jobs", "list", store=f"sqlite:///{not_a_db}")
+    assert "is not a SQLite database" in user_error(
+        "worker", "tests.cli.tasks", store=f"sqlite:///{not_a_db}"
+    )
     assert not_a_db.read_text() == "hello\n" * 100  # and left as it was
+    assert "no directory" in user_error("enqueue", "add", store=f"sqlite:///{tmp_path}/a/b.db")
+    assert not (tmp_path / "a").exists()
 
 
 def test_every_command_has_help_with_an_example() -> None:
