@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import signal
 import subprocess
 import sys
 import time
@@ -136,6 +137,22 @@ def test_jobs_list_get_pause_resume_stop_destroy(store: str) -> None:
 def test_cancel_a_running_execution(store: str, worker: Worker) -> None:
     execution_id = enqueue(store, "slow", 30)["execution"]["id"]
     wait_status(store, execution_id, "running")
+    # Ctrl+C while waiting or following: exit 130, quietly, and the execution goes on.
+    for command in (["wait", execution_id], ["logs", execution_id, "--follow"]):
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "asyncjobs", *command, "--store", store],
+            cwd=ROOT,
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1)
+        waiting.send_signal(signal.SIGINT)
+        out, err = waiting.communicate(timeout=15)
+        assert waiting.returncode == 130, (out, err)
+        assert "Traceback" not in err
+    assert ok_json("executions", "get", execution_id, store=store)["status"] == "running"
     out = ok("executions", "cancel", execution_id, store=store)
     assert execution_id in out
     code, final = wait_json(store, execution_id)
