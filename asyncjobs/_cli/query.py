@@ -24,6 +24,7 @@ from asyncjobs import (
     Runtime,
     StateChanged,
 )
+from asyncjobs._runtime import HEALTH_TASK, RETENTION_TASK
 from asyncjobs._states import TERMINAL, LogLevel
 
 from . import CommandError, check_sqlite_path, store_url
@@ -38,7 +39,9 @@ if TYPE_CHECKING:
 _out = sys.stdout
 
 
-def _run(function: Callable[[Runtime, argparse.Namespace], Awaitable[int]]) -> Any:
+def _run(
+    function: Callable[[Runtime, argparse.Namespace], Awaitable[int]],
+) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
         url = store_url(args)
         check_client_store(url, must_exist=function is not _enqueue)
@@ -301,6 +304,8 @@ def _accept_anything(*args: object, **kwargs: object) -> None:
 
 
 async def _enqueue(rt: Runtime, args: argparse.Namespace) -> int:
+    if args.task in (RETENTION_TASK, HEALTH_TASK):
+        raise CommandError(f"{args.task!r} is a system task: the runtime schedules it itself")
     positional = _json_argument(args.args, "--args", list)
     keywords = _json_argument(args.kwargs, "--kwargs", dict)
     if args.module:
@@ -328,7 +333,7 @@ async def _enqueue(rt: Runtime, args: argparse.Namespace) -> int:
     if args.json:
         dump({"job": job, "execution": executions[0] if executions else None}, _out)
         return 0
-    ids = ", ".join(e.id for e in executions) or "(none: an earlier job has this key)"
+    ids = ", ".join(e.id for e in executions) or "(none yet)"
     print(f"enqueued job {job.id} ({job.name}); execution {ids}", file=_out)
     return 0
 

@@ -234,6 +234,7 @@ def test_store_comes_from_the_environment(store: str) -> None:
         (("enqueue", "add", "--args", "[1,"), "--args is not valid JSON"),
         (("enqueue", "add", "--args", '{"a": 1}'), "--args must be a JSON array"),
         (("enqueue", "add", "--kwargs", "[1]"), "--kwargs must be a JSON object"),
+        (("enqueue", "asyncjobs.health"), "'asyncjobs.health' is a system task"),
         (("jobs", "list", "--status", "sleepy"), "unknown job status 'sleepy'"),
         (("executions", "list", "--status", "x"), "unknown execution status 'x'"),
         (("logs", "nope", "--level", "loud"), "unknown log level 'loud'"),
@@ -274,3 +275,17 @@ def test_every_command_has_help_with_an_example() -> None:
         out = ok(*command, "--help")
         assert "example" in out, command
         assert f"asyncjobs {' '.join(command)}".strip() in out, command
+
+
+def test_enqueue_with_a_key_returns_the_live_job_that_has_it(store: str) -> None:
+    options = ("--key", "nightly-42", "--after", "3600", "--priority", "-5")
+    first = enqueue(store, "add", 4, 2, options=options)
+    second = enqueue(store, "add", 4, 2, options=options)
+    assert first["job"]["id"] == second["job"]["id"]
+    assert first["job"]["priority"] == -5
+    assert first["execution"]["id"] == second["execution"]["id"]
+    human = ok("enqueue", "add", "--args", "[4, 2]", *options, store=store)
+    assert human.strip() == (
+        f"enqueued job {first['job']['id']} (add); execution {first['execution']['id']}"
+    )
+    ok("jobs", "stop", first["job"]["id"], store=store)
