@@ -52,6 +52,9 @@ class StepSpec:
     command: tuple[str, ...] | None = None
     env: dict[str, str] | None = None
     cwd: str | None = None
+    concurrency: int | None = None
+    """At most this many executions of the task run at once, across all nodes (the claim
+    enforces it); ``None``: no limit."""
 
     def to_json(self) -> dict[str, JSON]:
         return {
@@ -68,6 +71,7 @@ class StepSpec:
             "backoff": self.backoff,
             "on_worker_lost": self.on_worker_lost,
             "crash_limit": self.crash_limit,
+            "concurrency": self.concurrency,
         }
 
     @classmethod
@@ -78,6 +82,7 @@ class StepSpec:
         timeout = data.get("timeout")
         retries = data.get("retries")
         crash_limit = data.get("crash_limit")
+        concurrency = data.get("concurrency")
         command, env, target, cwd = (data.get(k) for k in ("command", "env", "target", "cwd"))
         assert isinstance(args, list)
         assert isinstance(kwargs, dict)
@@ -95,6 +100,7 @@ class StepSpec:
             command=tuple(map(str, command)) if isinstance(command, list) else None,
             env={str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else None,
             cwd=cwd if isinstance(cwd, str) else None,
+            concurrency=concurrency if isinstance(concurrency, int) else None,
         )
 
 

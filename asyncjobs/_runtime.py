@@ -176,6 +176,7 @@ class Runtime:
         category: str = "default",
         on_worker_lost: str = "retry",
         crash_limit: int = 3,
+        concurrency: int | None = None,
         on_complete: Callable[..., Any] | None = None,
         on_terminate: Callable[..., Any] | None = None,
         on_state_change: Callable[..., Any] | None = None,
@@ -195,6 +196,7 @@ class Runtime:
         category: str = "default",
         on_worker_lost: str = "retry",
         crash_limit: int = 3,
+        concurrency: int | None = None,
         on_complete: Callable[..., Any] | None = None,
         on_terminate: Callable[..., Any] | None = None,
         on_state_change: Callable[..., Any] | None = None,
@@ -204,6 +206,8 @@ class Runtime:
         The function is returned unchanged, so it can still be called directly. Its name
         defaults to ``module:qualname``. ``timeout`` is in seconds, ``priority`` lower runs
         first, ``on_worker_lost`` is ``"retry"`` (at most ``crash_limit`` times) or ``"fail"``.
+        ``concurrency`` caps how many executions of the task run at once across every node
+        sharing the store (``None``: no cap).
 
         :raises ValueError: naming the option, if one is invalid
         """
@@ -217,6 +221,7 @@ class Runtime:
             "category": category,
             "on_worker_lost": on_worker_lost,
             "crash_limit": crash_limit,
+            "concurrency": concurrency,
             "on_complete": on_complete,
             "on_terminate": on_terminate,
             "on_state_change": on_state_change,

@@ -93,6 +93,7 @@ class TaskDef:
     category: str = "default"
     on_worker_lost: str = "retry"
     crash_limit: int = 3
+    concurrency: int | None = None
     on_complete: Hook | None = None
     on_terminate: Hook | None = None
     on_state_change: Hook | None = None
@@ -164,6 +165,7 @@ def make_task(
     category: str = "default",
     on_worker_lost: str = "retry",
     crash_limit: int = 3,
+    concurrency: int | None = None,
     on_complete: Hook | None = None,
     on_terminate: Hook | None = None,
     on_state_change: Hook | None = None,
@@ -202,6 +204,9 @@ def make_task(
         category=check_category(category),
         on_worker_lost=on_worker_lost,
         crash_limit=check_int("crash_limit", crash_limit, minimum=0),
+        concurrency=None
+        if concurrency is None
+        else check_int("concurrency", concurrency, minimum=1),
         on_complete=on_complete,
         on_terminate=on_terminate,
         on_state_change=on_state_change,

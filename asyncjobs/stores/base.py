@@ -378,6 +378,10 @@ class Store(Protocol):
         claimed in order of ``priority`` (lower first), then ``scheduled_for``, then id: each
         becomes ``running`` with ``run`` incremented, ``started_at = at`` and the node's id
         and pid. No execution is claimed twice, whatever the number of claimers.
+
+        An execution whose step has a ``concurrency`` limit is claimed only while fewer than
+        that many executions of its task are running, counted across all nodes (and the
+        claims being made); it is passed over, not blocking the ones behind it.
         """
         ...
 

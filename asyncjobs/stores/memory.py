@@ -473,6 +473,7 @@ class MemoryStore:
         self._promote(at)
         claims: list[Claim] = []
         held: list[tuple[int, float, str]] = []
+        running: dict[str, int] | None = None  # per task, counted at the first limited row
         while self._queued and len(claims) < limit:
             entry = heapq.heappop(self._queued)
             row = self._execs[entry[2]]  # type: ignore[index]
@@ -482,6 +483,18 @@ class MemoryStore:
             if job.status != JobStatus.ACTIVE:
                 held.append(entry)  # paused: keep it queued for when the job resumes
                 continue
+            cap = row.spec.concurrency
+            if cap is not None:
+                if running is None:
+                    running = {}
+                    for other in self._execs.values():
+                        if other.status == _S.RUNNING:
+                            task = other.spec.task
+                            running[task] = running.get(task, 0) + 1
+                if running.get(row.spec.task, 0) >= cap:
+                    held.append(entry)  # the task is at its limit: it waits for a finish
+                    continue
+                running[row.spec.task] = running.get(row.spec.task, 0) + 1
             row.run += 1
             row.started_at = at
             row.ended_at = None

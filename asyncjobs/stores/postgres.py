@@ -655,7 +655,7 @@ class PostgresStore:
     async def claim(self, node: NodeInfo, limit: int, at: float) -> list[Claim]:
         if limit <= 0:
             return []
-        return await self._transact(_claim, node, limit, at)
+        return await self._transact(_claim, node, limit, at, self.schema)
 
     async def next_due(self) -> float | None:
         rows = await self._fetch(
@@ -943,7 +943,7 @@ async def _insert_executions(tx: _Tx, executions: Sequence[NewExecution]) -> Non
             _dumps(new.spec.to_json()),
             status.value,
             new.priority,
-            None,
+            new.spec.concurrency,
             new.created_at,
             new.scheduled_for,
         )
@@ -1001,7 +1001,7 @@ async def _set_job_status(
     return _job(row), running
 
 
-async def _claim(tx: _Tx, node: NodeInfo, limit: int, at: float) -> list[Claim]:
+async def _claim(tx: _Tx, node: NodeInfo, limit: int, at: float, schema: str) -> list[Claim]:
     conn = tx.conn
     # SKIP LOCKED here too: a row another node is promoting or claiming is its business.
     for job_id, execution_id in await conn.fetch(
@@ -1011,17 +1011,43 @@ async def _claim(tx: _Tx, node: NodeInfo, limit: int, at: float) -> list[Claim]:
         at,
     ):
         tx.state(at, job_id, execution_id, "queued")
+    claimable = (
+        "SELECT e.id, e.priority, e.scheduled_for FROM executions e JOIN jobs j "
+        "ON j.id = e.job_id WHERE e.status = 'queued' AND j.status = 'active' "
+    )
+    order = " ORDER BY e.priority, e.scheduled_for, e.id LIMIT $1 FOR UPDATE OF e SKIP LOCKED"
+    candidates = list(await conn.fetch(claimable + "AND e.concurrency IS NULL" + order, limit))
+    for task, cap in await conn.fetch(
+        "SELECT task, min(concurrency) FROM executions "
+        "WHERE status = 'queued' AND concurrency IS NOT NULL GROUP BY task ORDER BY task"
+    ):
+        # Held until commit, taken in task order: the claims of a limited task, on every
+        # node, count its running executions one after the other, each seeing the last.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(schema, f"task:{task}"))
+        busy = await conn.fetchval(
+            "SELECT count(*) FROM executions WHERE task = $1 AND status = 'running'", task
+        )
+        if cap > busy:
+            candidates += await conn.fetch(
+                claimable + "AND e.task = $2 AND e.concurrency IS NOT NULL" + order,
+                min(cap - busy, limit),
+                task,
+            )
+    candidates.sort(key=lambda c: (c[1], c[2], c[0]))
+    chosen = [c[0] for c in candidates[:limit]]
+    if len(candidates) > limit:
+        # Rows we locked but leave: a claimer that skipped them must look again.
+        tx.keys.add(WORK)
+    if not chosen:
+        return []
     rows = await conn.fetch(
         "UPDATE executions SET status = 'running', run = run + 1, started_at = $1, "
         "ended_at = NULL, node = $2, pid = $3, cancel_requested = false "
-        "WHERE id IN (SELECT e.id FROM executions e JOIN jobs j ON j.id = e.job_id "
-        "WHERE e.status = 'queued' AND j.status = 'active' "
-        "ORDER BY e.priority, e.scheduled_for, e.id LIMIT $4 FOR UPDATE OF e SKIP LOCKED) "
-        f"RETURNING {_EXEC_COLUMNS}, run",
+        f"WHERE id = ANY($4::text[]) RETURNING {_EXEC_COLUMNS}, run",
         at,
         node.id,
         node.pid,
-        limit,
+        chosen,
     )
     if not rows:
         return []
@@ -1110,12 +1136,12 @@ async def _write(tx: _Tx, batch: WriteBatch) -> list[bool]:
     for finish in batch.finishes:
         check_transition(_S.RUNNING, finish.status)
         retrying = finish.status == _S.RETRYING
-        job_id = await conn.fetchval(
+        row = await conn.fetchrow(
             "UPDATE executions SET status = $1, result = $2::json, error = $3::json, "
             "progress = coalesce($4, progress), "
             "progress_message = coalesce($5, progress_message), ended_at = $6, "
             "scheduled_for = coalesce($7, scheduled_for), attempt = attempt + $8 "
-            "WHERE id = $9 AND run = $10 AND status = 'running' RETURNING job_id",
+            "WHERE id = $9 AND run = $10 AND status = 'running' RETURNING job_id, concurrency",
             finish.status.value,
             None if finish.result is None else _dumps(finish.result),
             None if finish.error is None else _dumps(finish.error.to_json()),
@@ -1127,11 +1153,13 @@ async def _write(tx: _Tx, batch: WriteBatch) -> list[bool]:
             finish.execution_id,
             finish.run,
         )
-        if job_id is None:
+        if row is None:
             applied.append(False)
             continue
+        job_id = row[0]
         tx.state(finish.at, job_id, finish.execution_id, finish.status.value)
-        if retrying:
+        if retrying or row[1] is not None:
+            # A retry is work; so is a freed slot of a limited task, for any node.
             tx.keys.add(WORK)
         if finish.shared:
             current = await conn.fetchval("SELECT shared FROM jobs WHERE id = $1", job_id)

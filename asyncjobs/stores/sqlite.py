@@ -750,14 +750,15 @@ def _insert_executions(conn: sqlite3.Connection, executions: Sequence[NewExecuti
                 _dumps(new.spec.to_json()),
                 status.value,
                 new.priority,
+                new.spec.concurrency,
                 new.created_at,
                 new.scheduled_for,
             )
         )
         events.append((new.created_at, new.job_id, new.id, status.value))
     conn.executemany(
-        "INSERT INTO executions (id, job_id, step, task, spec, status, priority, created_at, "
-        "scheduled_for) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO executions (id, job_id, step, task, spec, status, priority, concurrency, "
+        "created_at, scheduled_for) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
     conn.executemany(_INSERT_STATE, events)
@@ -799,14 +800,34 @@ def _claim(conn: sqlite3.Connection, node: NodeInfo, limit: int, at: float) -> l
     ).fetchall()
     if promoted:
         conn.executemany(_INSERT_STATE, [(at, job, eid, "queued") for job, eid in promoted])
+    # Unlimited executions in claim order, then, per task with a concurrency limit, as many
+    # as it has free; the best `limit` of all of them are claimed.
+    claimable = (
+        "SELECT e.id, e.priority, e.scheduled_for FROM executions e WHERE e.status = 'queued' "
+        "AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = e.job_id AND j.status = 'active') "
+    )
+    order = " ORDER BY e.priority, e.scheduled_for, e.id LIMIT ?"
+    candidates = conn.execute(claimable + "AND e.concurrency IS NULL" + order, (limit,)).fetchall()
+    for task, cap in conn.execute(
+        "SELECT task, min(concurrency) FROM executions "
+        "WHERE status = 'queued' AND concurrency IS NOT NULL GROUP BY task"
+    ).fetchall():
+        busy = conn.execute(
+            "SELECT count(*) FROM executions WHERE task = ? AND status = 'running'", (task,)
+        ).fetchone()[0]
+        if cap > busy:
+            candidates += conn.execute(
+                claimable + "AND e.task = ? AND e.concurrency IS NOT NULL" + order,
+                (task, min(cap - busy, limit)),
+            ).fetchall()
+    chosen = [c[0] for c in sorted(candidates, key=lambda c: (c[1], c[2], c[0]))[:limit]]
+    if not chosen:
+        return []
     rows = conn.execute(
         "UPDATE executions SET status = 'running', run = run + 1, started_at = ?, "
         "ended_at = NULL, node = ?, pid = ?, cancel_requested = 0 "
-        "WHERE id IN (SELECT e.id FROM executions e WHERE e.status = 'queued' "
-        "AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = e.job_id AND j.status = 'active') "
-        "ORDER BY e.priority, e.scheduled_for, e.id LIMIT ?) "
-        f"RETURNING {_EXEC_COLUMNS}, run",
-        (at, node.id, node.pid, limit),
+        f"WHERE id IN ({', '.join('?' * len(chosen))}) RETURNING {_EXEC_COLUMNS}, run",
+        (at, node.id, node.pid, *chosen),
     ).fetchall()
     if not rows:
         return []

@@ -3,6 +3,7 @@ and wake-ups across runtimes that share a store."""
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
 import anyio
@@ -84,3 +85,50 @@ async def test_a_runtime_hears_work_and_results_from_another_at_once(
                 if isinstance(event, aj.StateChanged) and event.status == S.COMPLETED:
                     assert event.job_id == job.id
                     break
+
+
+def test_a_concurrency_limit_is_validated_naming_the_value() -> None:
+    rt = make_runtime("memory://")
+    with pytest.raises(ValueError, match="concurrency must be >= 1, got 0"):
+        rt.task(concurrency=0)(_nothing)
+    with pytest.raises(ValueError, match="concurrency must be an integer, got '2'"):
+        rt.task(concurrency="2")(_nothing)  # type: ignore[call-overload]
+    rt.task(concurrency=None)(_nothing)
+    assert rt.get_task(f"{__name__}:_nothing").concurrency is None
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def _run_limited(runtimes: list[aj.Runtime], jobs: int) -> int:
+    """Run ``jobs`` executions of a task limited to 2 on the runtimes; return the peak."""
+    running = peak = 0
+
+    async def limited(n: int) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await anyio.sleep(0.05)
+        running -= 1
+        return n
+
+    for rt in runtimes:
+        rt.task(name="limited", concurrency=2)(limited)
+    async with AsyncExitStack() as stack:
+        for rt in runtimes:
+            await stack.enter_async_context(rt)
+        pushed = [await runtimes[i % len(runtimes)].once("limited", i) for i in range(jobs)]
+        with anyio.fail_after(20):
+            assert [await job.result() for job in pushed] == list(range(jobs))
+    return peak
+
+
+async def test_a_concurrency_limit_holds_on_a_runtime(store_url: str) -> None:
+    assert await _run_limited([make_runtime(store_url, workers=8)], 8) == 2
+
+
+async def test_a_concurrency_limit_holds_across_nodes(pg_server: PostgresServer) -> None:
+    url = pg_server.url()
+    nodes = [make_runtime(url, workers=4) for _ in range(3)]
+    assert await _run_limited(nodes, 12) == 2

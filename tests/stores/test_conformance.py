@@ -344,6 +344,40 @@ async def test_nothing_is_claimed_twice_by_concurrent_claimers(store: Store) -> 
     assert sorted(claimed) == sorted(e.id for e in executions)
 
 
+async def test_a_concurrency_limit_holds_in_the_claim_and_passes_over_what_waits(
+    store: Store,
+) -> None:
+    limited = job(spec=StepSpec(task="limited", concurrency=2))
+    await store.add_job(limited, [execution(limited, step=i) for i in range(5)])
+    free = job(spec=StepSpec(task="free"), created_at=T0 + 1)
+    await store.add_job(free, [execution(free, at=T0 + 1, step=i) for i in range(3)])
+    claims = await store.claim(NODE, 10, T0 + 2)
+    assert sorted(c.execution.task for c in claims) == ["free"] * 3 + ["limited"] * 2
+    assert claims[0].spec.concurrency == 2  # the limit rides in the step
+    assert await store.claim(OTHER, 10, T0 + 2) == []  # the limit counts every node
+    done = next(c for c in claims if c.execution.task == "limited")
+    await store.write(WriteBatch(finishes=[finish(done.execution.id, done.run, S.COMPLETED)]))
+    (again,) = await store.claim(OTHER, 10, T0 + 3)
+    assert again.execution.task == "limited"
+    assert await store.count_executions(ExecutionQuery(task="limited", status=S.RUNNING)) == 2
+
+
+async def test_concurrent_claimers_never_exceed_a_concurrency_limit(store: Store) -> None:
+    j = job(spec=StepSpec(task="limited", concurrency=3))
+    await store.add_job(j, [execution(j, step=i) for i in range(40)])
+    claimed: list[str] = []
+
+    async def claimer(node: NodeInfo) -> None:
+        while claims := await store.claim(node, 2, T0):
+            claimed.extend(c.execution.id for c in claims)
+
+    async with anyio.create_task_group() as tg:
+        for node in (NODE, OTHER, NODE, OTHER):
+            tg.start_soon(claimer, node)
+    assert len(claimed) == len(set(claimed)) == 3
+    assert await store.count_executions(ExecutionQuery(status=S.RUNNING)) == 3
+
+
 async def test_list_and_count_executions_filter_by_job_status_and_task(store: Store) -> None:
     a, _ = await add(store)
     b = job(spec=StepSpec(task="other"))

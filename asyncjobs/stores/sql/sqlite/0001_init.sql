@@ -32,6 +32,7 @@ CREATE TABLE executions (
     spec             TEXT NOT NULL,
     status           TEXT NOT NULL,
     priority         INTEGER NOT NULL,
+    concurrency      INTEGER,               -- the task's limit across nodes (NULL: none)
     attempt          INTEGER NOT NULL DEFAULT 1,
     run              INTEGER NOT NULL DEFAULT 0,   -- the fencing token: +1 per claim
     crashes          INTEGER NOT NULL DEFAULT 0,
