@@ -215,11 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _store_option(worker, worker=True)
     worker.add_argument(
-        "--workers", type=_count, help="coroutine executions at once (default: the runtime's)"
+        "--workers",
+        type=_count,
+        metavar="N",
+        help="coroutine executions at once (default: the runtime's)",
     )
     worker.add_argument(
         "--process-workers",
         type=_count,
+        metavar="N",
         help="process executions at once (default: the runtime's)",
     )
     worker.set_defaults(handler=_run("worker", "command_worker"))
@@ -356,8 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODULE",
         help="import the worker's MODULE to check the arguments and use the task's options",
     )
-    enqueue.add_argument("--priority", type=int, help="lower runs first (default: the task's)")
-    enqueue.add_argument("--after", type=_seconds, help="run after this many seconds")
+    enqueue.add_argument(
+        "--priority", type=int, metavar="N", help="lower runs first (default: the task's)"
+    )
+    enqueue.add_argument(
+        "--after", type=_seconds, metavar="SECONDS", help="run after this many seconds"
+    )
     enqueue.add_argument("--key", help="idempotency key: a live job with it is returned instead")
     enqueue.add_argument("--name", help="the job's name (default: the task's)")
     enqueue.add_argument("--category", help="the job's category (default: the task's)")
@@ -404,10 +412,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run the tasks of this module's runtime here (as 'worker MODULE' would)",
     )
     serve.add_argument(
-        "--workers", type=_count, help="with MODULE: coroutine executions at once (0: none)"
+        "--workers",
+        type=_count,
+        metavar="N",
+        help="with MODULE: coroutine executions at once (0: none)",
     )
     serve.add_argument(
-        "--process-workers", type=_count, help="with MODULE: process executions at once"
+        "--process-workers",
+        type=_count,
+        metavar="N",
+        help="with MODULE: process executions at once",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     serve.add_argument("--port", type=_count, default=8000, help="port (default: 8000)")
