@@ -161,9 +161,17 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def url(self, *, schema: str | None = None, database: str = "postgres") -> str:
-        """Return a store URL for this server; by default with a new schema of its own."""
+        """Return a store URL for this server; by default with a new schema of its own.
+
+        ``sslmode=disable``: this server has no TLS, and asyncpg's default ("prefer") first
+        asks for it; on plain asyncio a connection closed during that exchange leaves a
+        never-retrieved "unexpected connection_lost() call" future behind (an asyncpg bug).
+        """
         name = schema if schema is not None else f"t_{uuid.uuid4().hex[:16]}"
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}?schema={name}"
+        return (
+            f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+            f"?schema={name}&sslmode=disable"
+        )
 
     def __enter__(self) -> Self:
         try:
