@@ -241,7 +241,9 @@ class Engine:
         # Claim at most the free slots: a claimed execution is 'running' on this node, and
         # one waiting here for a slot would be delayed for every node.
         limit = min(free, MAX_CLAIM_BATCH)
-        claims = await self._store.claim(self.node, limit, self._clock.time())
+        claims = await self._store.claim(
+            self.node, limit, self._clock.time(), tasks=self._rt._registry.names()
+        )
         for claim in claims:
             self._start(claim)
         if len(claims) == limit:

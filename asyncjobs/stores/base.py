@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Collection, Sequence
 
     from .._models import (
         Category,
@@ -370,7 +370,9 @@ class Store(Protocol):
         """
         ...
 
-    async def claim(self, node: NodeInfo, limit: int, at: float) -> list[Claim]:
+    async def claim(
+        self, node: NodeInfo, limit: int, at: float, *, tasks: Collection[str] | None = None
+    ) -> list[Claim]:
         """Claim up to ``limit`` due executions for ``node``, in claim order.
 
         First every ``scheduled`` or ``retrying`` execution whose ``scheduled_for <= at``
@@ -382,6 +384,9 @@ class Store(Protocol):
         An execution whose step has a ``concurrency`` limit is claimed only while fewer than
         that many executions of its task are running, counted across all nodes (and the
         claims being made); it is passed over, not blocking the ones behind it.
+
+        With ``tasks``, only executions of those tasks, and command steps (which need no
+        registered task), are claimed: the others stay queued for a node that knows them.
         """
         ...
 

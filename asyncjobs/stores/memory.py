@@ -53,7 +53,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Collection, Sequence
     from datetime import datetime
 
     from .._types import JSON, ExecutionId, JobId
@@ -469,7 +469,9 @@ class MemoryStore:
             if row.status in (_S.SCHEDULED, _S.RETRYING) and row.scheduled_for <= at:
                 self._move(row, _S.QUEUED, at)
 
-    async def claim(self, node: NodeInfo, limit: int, at: float) -> list[Claim]:
+    async def claim(
+        self, node: NodeInfo, limit: int, at: float, *, tasks: Collection[str] | None = None
+    ) -> list[Claim]:
         self._promote(at)
         claims: list[Claim] = []
         held: list[tuple[int, float, str]] = []
@@ -482,6 +484,9 @@ class MemoryStore:
             job = self._jobs[row.job_id]
             if job.status != JobStatus.ACTIVE:
                 held.append(entry)  # paused: keep it queued for when the job resumes
+                continue
+            if tasks is not None and row.spec.task not in tasks and row.spec.command is None:
+                held.append(entry)  # a task this node does not know: left for one that does
                 continue
             cap = row.spec.concurrency
             if cap is not None:

@@ -77,7 +77,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Collection, Sequence
 
     from .._types import ExecutionId, JobId
 
@@ -652,10 +652,13 @@ class PostgresStore:
 
         return await self._read(run)
 
-    async def claim(self, node: NodeInfo, limit: int, at: float) -> list[Claim]:
+    async def claim(
+        self, node: NodeInfo, limit: int, at: float, *, tasks: Collection[str] | None = None
+    ) -> list[Claim]:
         if limit <= 0:
             return []
-        return await self._transact(_claim, node, limit, at, self.schema)
+        known = None if tasks is None else sorted(tasks)
+        return await self._transact(_claim, node, limit, at, self.schema, known)
 
     async def next_due(self) -> float | None:
         rows = await self._fetch(
@@ -1001,7 +1004,9 @@ async def _set_job_status(
     return _job(row), running
 
 
-async def _claim(tx: _Tx, node: NodeInfo, limit: int, at: float, schema: str) -> list[Claim]:
+async def _claim(
+    tx: _Tx, node: NodeInfo, limit: int, at: float, schema: str, known: list[str] | None
+) -> list[Claim]:
     conn = tx.conn
     # SKIP LOCKED here too: a row another node is promoting or claiming is its business.
     for job_id, execution_id in await conn.fetch(
@@ -1015,8 +1020,13 @@ async def _claim(tx: _Tx, node: NodeInfo, limit: int, at: float, schema: str) ->
         "SELECT e.id, e.priority, e.scheduled_for FROM executions e JOIN jobs j "
         "ON j.id = e.job_id WHERE e.status = 'queued' AND j.status = 'active' "
     )
+    known_params: tuple[list[str], ...] = ()
+    if known is not None:  # only the tasks this node knows, and commands
+        claimable += "AND (e.task = ANY($3::text[]) OR (e.spec->>'command') IS NOT NULL) "
+        known_params = (known,)
     order = " ORDER BY e.priority, e.scheduled_for, e.id LIMIT $1 FOR UPDATE OF e SKIP LOCKED"
-    candidates = list(await conn.fetch(claimable + "AND e.concurrency IS NULL" + order, limit))
+    everything = "AND e.concurrency IS NULL AND $2::text IS NULL"  # $2: the limited task's slot
+    candidates = list(await conn.fetch(claimable + everything + order, limit, None, *known_params))
     for task, cap in await conn.fetch(
         "SELECT task, min(concurrency) FROM executions "
         "WHERE status = 'queued' AND concurrency IS NOT NULL GROUP BY task ORDER BY task"
@@ -1032,6 +1042,7 @@ async def _claim(tx: _Tx, node: NodeInfo, limit: int, at: float, schema: str) ->
                 claimable + "AND e.task = $2 AND e.concurrency IS NOT NULL" + order,
                 min(cap - busy, limit),
                 task,
+                *known_params,
             )
     candidates.sort(key=lambda c: (c[1], c[2], c[0]))
     chosen = [c[0] for c in candidates[:limit]]

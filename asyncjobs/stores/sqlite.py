@@ -59,7 +59,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Collection, Sequence
 
     from .._types import ExecutionId, JobId
 
@@ -452,10 +452,13 @@ class SQLiteStore:
 
         return await self._run(_in_read, run)
 
-    async def claim(self, node: NodeInfo, limit: int, at: float) -> list[Claim]:
+    async def claim(
+        self, node: NodeInfo, limit: int, at: float, *, tasks: Collection[str] | None = None
+    ) -> list[Claim]:
         if limit <= 0:
             return []
-        return await self._run(_in_tx, _claim, node, limit, at)
+        known = None if tasks is None else _dumps(sorted(tasks))
+        return await self._run(_in_tx, _claim, node, limit, at, known)
 
     async def next_due(self) -> float | None:
         def run(conn: sqlite3.Connection) -> float | None:
@@ -792,7 +795,9 @@ def _set_job_status(
     return _get_job(conn, job_id), running
 
 
-def _claim(conn: sqlite3.Connection, node: NodeInfo, limit: int, at: float) -> list[Claim]:
+def _claim(
+    conn: sqlite3.Connection, node: NodeInfo, limit: int, at: float, known: str | None
+) -> list[Claim]:
     promoted = conn.execute(
         "UPDATE executions SET status = 'queued' "
         "WHERE status IN ('scheduled', 'retrying') AND scheduled_for <= ? RETURNING job_id, id",
@@ -806,8 +811,17 @@ def _claim(conn: sqlite3.Connection, node: NodeInfo, limit: int, at: float) -> l
         "SELECT e.id, e.priority, e.scheduled_for FROM executions e WHERE e.status = 'queued' "
         "AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = e.job_id AND j.status = 'active') "
     )
+    known_params: tuple[str, ...] = ()
+    if known is not None:  # only the tasks this node knows, and commands
+        claimable += (
+            "AND (e.task IN (SELECT value FROM json_each(?)) "
+            "OR json_extract(e.spec, '$.command') IS NOT NULL) "
+        )
+        known_params = (known,)
     order = " ORDER BY e.priority, e.scheduled_for, e.id LIMIT ?"
-    candidates = conn.execute(claimable + "AND e.concurrency IS NULL" + order, (limit,)).fetchall()
+    candidates = conn.execute(
+        claimable + "AND e.concurrency IS NULL" + order, (*known_params, limit)
+    ).fetchall()
     for task, cap in conn.execute(
         "SELECT task, min(concurrency) FROM executions "
         "WHERE status = 'queued' AND concurrency IS NOT NULL GROUP BY task"
@@ -818,7 +832,7 @@ def _claim(conn: sqlite3.Connection, node: NodeInfo, limit: int, at: float) -> l
         if cap > busy:
             candidates += conn.execute(
                 claimable + "AND e.task = ? AND e.concurrency IS NOT NULL" + order,
-                (task, min(cap - busy, limit)),
+                (*known_params, task, min(cap - busy, limit)),
             ).fetchall()
     chosen = [c[0] for c in sorted(candidates, key=lambda c: (c[1], c[2], c[0]))[:limit]]
     if not chosen:

@@ -13,6 +13,8 @@ import asyncjobs as aj
 from asyncjobs import ExecutionStatus as S
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tests.pg import PostgresServer
 
 pytestmark = pytest.mark.anyio
@@ -132,3 +134,32 @@ async def test_a_concurrency_limit_holds_across_nodes(pg_server: PostgresServer)
     url = pg_server.url()
     nodes = [make_runtime(url, workers=4) for _ in range(3)]
     assert await _run_limited(nodes, 12) == 2
+
+
+async def test_a_node_leaves_a_task_it_does_not_know_for_a_node_that_does(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/mixed.db"
+    knows_beta = make_runtime(url)
+    knows_alpha = make_runtime(url)
+
+    @knows_beta.task(name="beta")
+    async def beta() -> str:
+        return "beta"
+
+    @knows_alpha.task(name="alpha")
+    async def alpha() -> str:
+        return "alpha"
+
+    async with knows_beta:
+        enqueuer = make_runtime(url, workers=0)
+        enqueuer.task(name="alpha")(lambda: None)
+        async with enqueuer:
+            waiting = await enqueuer.once("alpha")
+            done = await knows_beta.once(beta)
+            assert await done.result(timeout=10) == "beta"
+            await anyio.sleep(0.3)  # several claims later, alpha is still left alone
+            (ex,) = await waiting.executions()
+            assert ex.status == S.QUEUED
+            async with knows_alpha:
+                assert await waiting.result(timeout=10) == "alpha"

@@ -362,6 +362,23 @@ async def test_a_concurrency_limit_holds_in_the_claim_and_passes_over_what_waits
     assert await store.count_executions(ExecutionQuery(task="limited", status=S.RUNNING)) == 2
 
 
+async def test_a_node_claims_only_the_tasks_it_knows_and_commands(store: Store) -> None:
+    theirs = job(spec=StepSpec(task="theirs"))
+    await store.add_job(theirs, [execution(theirs, step=i) for i in range(2)])
+    command = job(spec=StepSpec(task="echo", mode="process", command=("echo", "hi")))
+    await store.add_job(command, [execution(command, at=T0 + 1)])
+    limited = job(spec=StepSpec(task="theirs-limited", concurrency=5))
+    await store.add_job(limited, [execution(limited, at=T0 + 2)])
+    mine = job(spec=StepSpec(task="mine"))
+    await store.add_job(mine, [execution(mine, at=T0 + 3)])
+    claims = await store.claim(NODE, 10, T0 + 5, tasks={"mine", "other"})
+    assert [c.execution.task for c in claims] == ["echo", "mine"]  # in claim order
+    assert await store.claim(NODE, 10, T0 + 5, tasks={"mine"}) == []
+    # What this node does not know stays queued, for a node that knows it.
+    rest = await store.claim(OTHER, 10, T0 + 5, tasks={"theirs", "theirs-limited"})
+    assert sorted(c.execution.task for c in rest) == ["theirs", "theirs", "theirs-limited"]
+
+
 async def test_concurrent_claimers_never_exceed_a_concurrency_limit(store: Store) -> None:
     j = job(spec=StepSpec(task="limited", concurrency=3))
     await store.add_job(j, [execution(j, step=i) for i in range(40)])
