@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -108,18 +109,24 @@ def token() -> str:
     return secrets.token_urlsafe(24)
 
 
+@asynccontextmanager
+async def served(rt: aj.Runtime, **options: Any) -> AsyncIterator[str]:
+    """Serve ``rt`` on a free loopback port for the block; yield the base URL."""
+    options.setdefault("keepalive", 0.2)
+    options.setdefault("log_level", "warning")
+    async with anyio.create_task_group() as tg:
+        host, port = await tg.start(partial(serve_async, rt, port=0, **options))
+        assert host == "127.0.0.1"
+        yield f"http://127.0.0.1:{port}"
+        tg.cancel_scope.cancel()
+
+
 @pytest.fixture
 async def api(tmp_path: Path, token: str) -> AsyncIterator[Api]:
     gate_send, gate_receive = anyio.create_memory_object_stream[None](100)
     rt = make_runtime(f"sqlite:///{tmp_path}/http.db", gate_receive)
     with gate_send, gate_receive:
-        async with anyio.create_task_group() as tg:
-            host, port = await tg.start(
-                partial(serve_async, rt, port=0, token=token, keepalive=0.2, log_level="warning")
-            )
-            assert host == "127.0.0.1"
-            url = f"http://127.0.0.1:{port}"
+        async with served(rt, token=token) as url:
             headers = {"Authorization": f"Bearer {token}"}
             async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as client:
                 yield Api(rt=rt, url=url, token=token, client=client, gate=gate_send)
-            tg.cancel_scope.cancel()
