@@ -194,7 +194,7 @@ async def test_bad_tokens_are_refused_without_quoting_them(tmp_path: Path) -> No
             asgi_app(rt, token=bad)
         assert bad not in str(caught.value)
     with pytest.raises(ValueError, match="allowed_hosts"):
-        asgi_app(rt, allowed_hosts="localhost")  # type: ignore[arg-type]
+        asgi_app(rt, allowed_hosts="localhost")
     with pytest.raises(ValueError, match="cors_origins"):
         asgi_app(rt, cors_origins=["app.example/path"])
 
