@@ -1,5 +1,11 @@
 """The HTTP API: the query API as JSON, commands, and live Server-Sent Events.
 
+Routes (``/openapi.json`` describes each): ``GET /jobs``, ``/jobs/{id}``, ``/executions``,
+``/executions/{id}``, ``/executions/{id}/history``, ``/executions/{id}/logs``, ``/logs``,
+``/categories``, ``/tasks``; commands ``POST /jobs`` (a one-off job for a registered task),
+``POST /jobs/{id}/trigger|stop|pause|resume|destroy`` (or ``DELETE /jobs/{id}``),
+``POST /executions/{id}/cancel``; streams ``GET /executions/{id}/events`` and ``GET /events``.
+
 Needs the ``asyncjobs[http]`` extra (Starlette and uvicorn); nothing here is imported by
 ``import asyncjobs``. Two ways to run it::
 

@@ -194,6 +194,7 @@ def _schemas(tasks: list[str]) -> dict[str, Schema]:
         "JobPage": page("Job"),
         "ExecutionPage": page("Execution"),
         "LogPage": page("LogRecord"),
+        "Executions": items(_ref("Execution")),
         "History": items(_obj({"status": {"enum": list(EXECUTION_STATUSES)}, "at": _TIME})),
         "Categories": items(_obj({"name": _STRING, "jobs": {"type": "integer", "minimum": 0}})),
         "Tasks": items(
@@ -501,6 +502,15 @@ def openapi(rt: Runtime, *, secured: bool) -> Schema:
                 f"{command}Job", summary, {"200": _json("Job", "the job")}, errors=(404, 409, 503)
             ),
         }
+    paths["/jobs/{job_id}/trigger"] = {
+        "parameters": [job_id],
+        "post": _operation(
+            "triggerJob",
+            "Run the job now, besides its schedule (not an ended job, nor a daemon)",
+            {"200": _json("Executions", "the executions it queued, one per step")},
+            errors=(404, 409, 503),
+        ),
+    }
     document: Schema = {
         "openapi": "3.1.0",
         "info": {

@@ -326,6 +326,7 @@ class API:
                 f"/jobs/{{job_id}}/{name}": {"POST": self.command(name)}
                 for name in ("stop", "pause", "resume", "destroy")
             },
+            "/jobs/{job_id}/trigger": {"POST": self.trigger},
             "/executions": {"GET": self.list_executions},
             "/executions/{execution_id}": {"GET": self.get_execution},
             "/executions/{execution_id}/history": {"GET": self.history},
@@ -466,6 +467,17 @@ class API:
 
         job_command.__name__ = f"{name}_job"
         return job_command
+
+    async def trigger(self, request: Request) -> Response:
+        """``POST /jobs/{id}/trigger``: run the job now, besides its schedule."""
+        Query(request, ())
+        job_id = _job_id(request)
+        try:
+            executions = await self._rt.jobs.trigger(job_id)
+        except ValueError as exc:
+            # Ended jobs do not run again; a daemon always runs.
+            raise HTTPError(409, "Conflict", str(exc)) from None
+        return JSONResponse(items_json(executions, execution_json))
 
     async def cancel(self, request: Request) -> Response:
         Query(request, ())

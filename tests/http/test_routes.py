@@ -208,6 +208,29 @@ async def test_cancel_an_execution(api: Api) -> None:
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
 
 
+async def test_trigger_runs_a_live_job_now(api: Api) -> None:
+    job = await api.create("add", args=[20, 22], after=3600)
+    r = await api.client.post(f"/jobs/{job['id']}/trigger")
+    assert r.status_code == 200, r.text
+    (triggered,) = r.json()["items"]
+    assert triggered["job_id"] == job["id"] and triggered["id"] != job["execution_id"]
+    assert triggered["status"] in ("queued", "running", "completed")
+    assert (await api.wait_ended(triggered["id"]))["result"] == 42
+    r = await api.client.get(f"/executions/{job['execution_id']}")
+    assert r.json()["status"] == "scheduled"  # the schedule did not move
+
+    # An ended job does not run again.
+    await api.client.post(f"/jobs/{job['id']}/stop")
+    error = error_of(await api.client.post(f"/jobs/{job['id']}/trigger"), 409)
+    assert "stopped" in error["message"]
+
+    # A daemon always runs: triggering it is refused, naming why.
+    daemon = await api.rt.daemon("hang")
+    error = error_of(await api.client.post(f"/jobs/{daemon.id}/trigger"), 409)
+    assert "daemon" in error["message"]
+    assert (await api.client.post(f"/jobs/{daemon.id}/stop")).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("path", "params", "parameter"),
     [
@@ -276,6 +299,7 @@ async def test_what_does_not_exist_is_a_404(api: Api, path: str) -> None:
         ("POST", f"/jobs/{MISSING}/pause"),
         ("POST", f"/jobs/{MISSING}/resume"),
         ("POST", f"/jobs/{MISSING}/destroy"),
+        ("POST", f"/jobs/{MISSING}/trigger"),
         ("DELETE", f"/jobs/{MISSING}"),
         ("POST", f"/executions/{MISSING}/cancel"),
     ],
@@ -292,6 +316,7 @@ async def test_commands_on_what_does_not_exist_are_404(api: Api, method: str, pa
         ("GET", f"/jobs/{MISSING}/pause", "POST"),
         ("GET", f"/jobs/{MISSING}/resume", "POST"),
         ("GET", f"/jobs/{MISSING}/destroy", "POST"),
+        ("GET", f"/jobs/{MISSING}/trigger", "POST"),
         ("GET", f"/executions/{MISSING}/cancel", "POST"),
         ("PUT", "/jobs", "GET, HEAD, POST"),
         ("POST", f"/jobs/{MISSING}", "DELETE, GET, HEAD"),

@@ -39,7 +39,7 @@ async def every_operation(api: Api) -> list[tuple[str, str]]:
 
 async def test_every_route_refuses_a_missing_or_wrong_token(api: Api) -> None:
     operations = await every_operation(api)
-    assert len(operations) == 19
+    assert len(operations) == 20
     assert ("GET", "/openapi.json") in operations and ("GET", "/events") in operations
     wrong = api.token[:-1] + ("A" if api.token[-1] != "A" else "B")
     async with api.anonymous(timeout=10) as anonymous:
