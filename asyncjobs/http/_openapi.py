@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .._errors import InvalidArguments
 from ..stores.base import MAX_PAGE_SIZE
 from ._json import LEVELS
 from ._routes import (
@@ -265,6 +266,32 @@ def _json(schema: str, description: str) -> Schema:
     return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
 
 
+def _links(parameter: str, value: str, *operations: str) -> dict[str, Schema]:
+    """OpenAPI links: where the id an answer holds can be used next."""
+    return {op: {"operationId": op, "parameters": {parameter: value}} for op in operations}
+
+
+_JOB_LINKS = _links(
+    "job_id",
+    "$response.body#/id",
+    "getJob",
+    "triggerJob",
+    "stopJob",
+    "pauseJob",
+    "resumeJob",
+    "destroyJob",
+    "deleteJob",
+)
+_EXECUTION_LINKS = _links(
+    "execution_id",
+    "$response.body#/items/0/id",
+    "getExecution",
+    "getHistory",
+    "getExecutionLogs",
+    "cancelExecution",
+)
+
+
 def _errors(*codes: int) -> dict[str, Schema]:
     text = {
         400: "a query or path parameter is invalid",
@@ -378,11 +405,21 @@ def openapi(rt: Runtime, *, secured: bool) -> Schema:
             "post": _operation(
                 "createJob",
                 "Create a one-off job for a registered task: now, at a time or after a delay",
-                {"201": _json("Job", "the job (with key: the live job that has it)")},
+                {
+                    "201": {
+                        **_json("Job", "the job (with key: the live job that has it)"),
+                        "links": _JOB_LINKS,
+                    }
+                },
                 errors=(413, 415, 422, 503),
                 body={
                     "required": True,
-                    "content": {"application/json": {"schema": _ref("CreateJob")}},
+                    "content": {
+                        "application/json": {
+                            "schema": _ref("CreateJob"),
+                            "examples": _create_examples(rt, tasks),
+                        }
+                    },
                 },
             ),
         },
@@ -507,7 +544,12 @@ def openapi(rt: Runtime, *, secured: bool) -> Schema:
         "post": _operation(
             "triggerJob",
             "Run the job now, besides its schedule (not an ended job, nor a daemon)",
-            {"200": _json("Executions", "the executions it queued, one per step")},
+            {
+                "200": {
+                    **_json("Executions", "the executions it queued, one per step"),
+                    "links": _EXECUTION_LINKS,
+                }
+            },
             errors=(404, 409, 503),
         ),
     }
@@ -525,6 +567,20 @@ def openapi(rt: Runtime, *, secured: bool) -> Schema:
         document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         document["security"] = [{"bearer": []}]
     return document
+
+
+def _create_examples(rt: Runtime, tasks: list[str]) -> dict[str, Schema]:
+    """A body example per task that runs without arguments (at most five)."""
+    examples: dict[str, Schema] = {}
+    for name in tasks:
+        try:
+            rt.get_task(name).bind((), {})
+        except InvalidArguments:
+            continue
+        examples[f"run {name}"] = {"value": {"task": name}}
+        if len(examples) == 5:
+            break
+    return examples
 
 
 def _version() -> str:
