@@ -119,6 +119,7 @@ class Job:
             crash_limit=definition.crash_limit,
             concurrency=definition.concurrency,
             target=child_target(definition) if chosen_mode == "process" else None,
+            stand_in=definition.stand_in,
         )
         self._steps.append((spec, definition.category))
         if self._priority is None:

@@ -55,6 +55,9 @@ class StepSpec:
     concurrency: int | None = None
     """At most this many executions of the task run at once, across all nodes (the claim
     enforces it); ``None``: no limit."""
+    stand_in: bool = False
+    """Enqueued where the task is known only by name: the node that runs it applies its own
+    definition's options (mode, timeout, retries, backoff, ...) and binds the arguments."""
 
     def to_json(self) -> dict[str, JSON]:
         return {
@@ -72,6 +75,7 @@ class StepSpec:
             "on_worker_lost": self.on_worker_lost,
             "crash_limit": self.crash_limit,
             "concurrency": self.concurrency,
+            "stand_in": self.stand_in,
         }
 
     @classmethod
@@ -101,6 +105,7 @@ class StepSpec:
             env={str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else None,
             cwd=cwd if isinstance(cwd, str) else None,
             concurrency=concurrency if isinstance(concurrency, int) else None,
+            stand_in=data.get("stand_in") is True,
         )
 
 

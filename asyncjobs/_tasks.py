@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from asyncjobs_runner._convert import BindError, bind, is_context_annotation, to_json
@@ -17,6 +17,8 @@ from ._types import JSON, MODES, WORKER_LOST_POLICIES, as_seconds
 
 if TYPE_CHECKING:
     from datetime import timedelta
+
+    from ._models import StepSpec
 
 Hook = Callable[..., Any]
 
@@ -97,6 +99,7 @@ class TaskDef:
     on_complete: Hook | None = None
     on_terminate: Hook | None = None
     on_state_change: Hook | None = None
+    stand_in: bool = False
 
     def bind(
         self, args: Sequence[JSON], kwargs: Mapping[str, JSON], ctx: Context | None = None
@@ -109,6 +112,33 @@ class TaskDef:
             return bind(self.fn, args, kwargs, is_injected=_is_context, injected=ctx)
         except BindError as exc:
             raise InvalidArguments(self.name, exc.parameter, exc.problem) from None
+
+
+def stand_in(name: str) -> TaskDef:
+    """Return a stand-in for a task that this runtime knows only by name (``asyncjobs
+    enqueue`` without ``--module``): its arguments are not checked here, and the node that
+    runs it applies its own definition (see :func:`resolve_step`)."""
+
+    def accept_anything(*args: object, **kwargs: object) -> None:
+        raise UnknownTask(name, ())  # never run: a node runs only the tasks it knows
+
+    return TaskDef(name=name, fn=accept_anything, is_async=False, stand_in=True)
+
+
+def resolve_step(task: TaskDef, spec: StepSpec) -> StepSpec:
+    """Return a stand-in step with the options of ``task``, the real definition."""
+    return replace(
+        spec,
+        mode=task.mode,
+        timeout=task.timeout,
+        retries=task.retries,
+        backoff=None if task.backoff is None else task.backoff.to_json(),
+        on_worker_lost=task.on_worker_lost,
+        crash_limit=task.crash_limit,
+        concurrency=task.concurrency,
+        target=child_target(task) if task.mode == "process" else None,
+        stand_in=False,
+    )
 
 
 def _is_context(annotation: object) -> bool:

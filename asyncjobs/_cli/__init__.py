@@ -342,11 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     enqueue.epilog = (enqueue.epilog or "") + (
-        "\n\nWithout --module the task is known only by name: its arguments are checked by "
-        "the\nworker when it runs (a mismatch fails the execution with InvalidArguments), and "
-        "the\nstep runs with default options (coroutine mode, no retries, no timeout), not "
-        "the\ntask's own. With --module MODULE (what the worker runs) the arguments are "
-        "checked now\nand the task's mode, retries, timeout and priority apply."
+        "\n\nWithout --module the task is known only by name: the worker that knows it "
+        "binds the\narguments when it runs it (a mismatch fails the execution with "
+        "InvalidArguments)\nand applies the task's own mode, retries and timeout. With "
+        "--module MODULE (what the\nworker runs) the arguments are checked now, and the "
+        "task's priority applies too."
     )
     enqueue.add_argument("task", metavar="TASK", help="the registered name of the task")
     enqueue.add_argument(

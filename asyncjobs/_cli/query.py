@@ -299,10 +299,6 @@ def _json_argument(text: str, option: str, expected: type) -> Any:
     return value
 
 
-def _accept_anything(*args: object, **kwargs: object) -> None:
-    """Stands for a task that only the worker knows: the worker binds the arguments."""
-
-
 async def _enqueue(rt: Runtime, args: argparse.Namespace) -> int:
     if args.task in (RETENTION_TASK, HEALTH_TASK):
         raise CommandError(f"{args.task!r} is a system task: the runtime schedules it itself")
@@ -316,9 +312,10 @@ async def _enqueue(rt: Runtime, args: argparse.Namespace) -> int:
         rt._registry = load_runtime(args.module)._registry
         rt.get_task(args.task)  # UnknownTask, naming the registered ones
     else:
-        from asyncjobs._tasks import make_task
+        from asyncjobs._tasks import stand_in
 
-        rt._registry.add(make_task(_accept_anything, name=args.task))
+        # Only the worker knows the task: it binds the arguments and applies its options.
+        rt._registry.add(stand_in(args.task))
     job = await rt.once(
         args.task,
         *positional,

@@ -38,6 +38,7 @@ from .._errors import InvalidArguments, StoreError, UnknownTask
 from .._models import ErrorInfo, Execution
 from .._schedules import Daemon, schedule_from_json
 from .._states import ExecutionStatus, LogLevel
+from .._tasks import resolve_step
 from .._types import new_id
 from ..stores.base import EVERYTHING, SCHEDULE, WORK, Claim, Finish, JobUpdate, NodeInfo
 from .changes import Changes, Wakeup
@@ -296,6 +297,11 @@ class Engine:
 
     def _start(self, claim: Claim) -> None:
         assert self._tg is not None
+        if claim.spec.stand_in:
+            # Enqueued by name only: this node knows the task (it claims no other) and runs
+            # the step with the options of its own definition.
+            task = self._rt._registry.get(claim.spec.task)
+            claim = replace(claim, spec=resolve_step(task, claim.spec))
         running = _Running(claim=claim, scope=anyio.CancelScope())
         self._running[claim.execution.id] = running
         self._tg.start_soon(

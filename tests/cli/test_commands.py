@@ -71,6 +71,19 @@ def test_unchecked_arguments_fail_the_execution_naming_the_parameter(store: str)
     assert "'a'" in final["error"]["message"]
 
 
+def test_enqueue_by_name_only_runs_with_the_workers_own_task_options(store: str) -> None:
+    # 'pid' is a process task that only the worker knows: it still runs in a child.
+    created = enqueue(store, "pid", "p")
+    assert created["job"]["steps"][0]["stand_in"] is True
+    code, final = wait_json(store, created["execution"]["id"])
+    assert code == 0
+    assert final["result"]["pid"] != final["pid"]  # the child, not the worker
+    # 'fail' has retries=1 in the worker's definition.
+    created = enqueue(store, "fail", "boom")
+    code, final = wait_json(store, created["execution"]["id"])
+    assert (code, final["status"], final["attempt"]) == (1, "failed", 2)
+
+
 def test_enqueue_with_the_module_checks_arguments_and_uses_the_task_options(store: str) -> None:
     message = user_error(
         "enqueue", "add", "--args", '["x", 1]', "--module", "tests.cli.tasks", store=store
