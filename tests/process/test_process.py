@@ -185,7 +185,9 @@ async def test_bad_children_end_in_a_defined_state_and_harm_nothing(
         else:
             assert ex.error is not None and error in ex.error.message, ex.error
         assert await beside.result(timeout=10) == "fine"
-        assert rt.statistics().running == 0
+        with anyio.fail_after(5):  # the slot is freed just after the outcome is written
+            while rt.statistics().running:
+                await anyio.sleep(0.01)
     assert await zombie_children() == []
 
 
