@@ -44,6 +44,7 @@ def test_there_is_an_example_for_each_topic() -> None:
         "process_isolation.py",
         "commands.py",
         "cron_and_daemons.py",
+        "web_starlette.py",
     }
     assert (EXAMPLES / "notebook.ipynb").is_file()
 
