@@ -45,17 +45,23 @@ def test_there_is_an_example_for_each_topic() -> None:
         "commands.py",
         "cron_and_daemons.py",
         "web_starlette.py",
+        "two_workers_postgres.py",
     }
     assert (EXAMPLES / "notebook.ipynb").is_file()
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
-def test_example_script_prints_what_its_docstring_promises(name: str, tmp_path: Path) -> None:
+def test_example_script_prints_what_its_docstring_promises(
+    name: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     script = EXAMPLES / name
     docstring = ast.get_docstring(ast.parse(script.read_text())) or ""
     assert f"python examples/{name}" in docstring, "the docstring says how to run it"
+    args = []
+    if name == "two_workers_postgres.py":  # it takes a database: the tests' throwaway server
+        args.append(request.getfixturevalue("pg_server").url())
     result = subprocess.run(
-        [sys.executable, str(script)],
+        [sys.executable, str(script), *args],
         cwd=tmp_path,  # an example leaves no file behind where it is run
         env=_env(),
         capture_output=True,
