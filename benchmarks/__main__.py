@@ -1,6 +1,7 @@
-"""Run the benchmarks and print absolute figures with ratios to the same-run ceiling.
+"""Run the benchmarks and print absolute figures with ratios to same-run peers and ceilings.
 
-Usage: ``python -m benchmarks [--n 5000] [--concurrency 50] [--runs 3] [--uvloop]``
+Usage: ``python -m benchmarks [--suite all|pool|process|peers|postgres] [--n 2000]
+[--concurrency 50] [--runs 3] [--install]`` (``just bench`` passes its arguments on).
 """
 
 from __future__ import annotations
@@ -12,23 +13,42 @@ import sys
 
 import anyio
 
-from benchmarks import pool, process
+from benchmarks import compare, pool, process
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("--n", type=int, default=5000, help="executions per run")
+    parser.add_argument("--n", type=int, default=2000, help="executions per run")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    parser.add_argument("--uvloop", action="store_true", help="run the pool suite on uvloop")
     parser.add_argument(
-        "--suite", choices=("all", "pool", "process"), default="all", help="what to run"
+        "--suite",
+        choices=("all", "pool", "process", "peers", "postgres"),
+        default="all",
+        help="what to run: pool (asyncjobs vs bare anyio), process (process mode), peers "
+        "(memory and SQLite against huey, arq, saq, taskiq and the aiosqlite ceiling), "
+        "postgres (PostgreSQL workers against procrastinate and the asyncpg ceiling)",
+    )
+    parser.add_argument("--samples", type=int, default=100, help="latency samples per run")
+    parser.add_argument(
+        "--xproc-samples", type=int, default=30, help="latency samples per run, other process"
+    )
+    parser.add_argument("--rss-n", type=int, default=100_000, help="queued for the RSS figure")
+    parser.add_argument("--rss-window", type=float, default=5.0, help="seconds the RSS worker runs")
+    parser.add_argument(
+        "--install",
+        action="store_true",
+        help="apt-get install redis-server if it is missing (needs root)",
     )
     args = parser.parse_args()
     if args.suite in ("all", "pool"):
         run_pool(args)
-    if args.suite in ("all", "process"):
+    if args.suite == "process":
         run_process(max(10, args.n // 100))
+    if args.suite in ("all", "peers", "postgres"):
+        suites = {"peers", "postgres", "process"} if args.suite == "all" else {args.suite}
+        compare.run(args, suites)
 
 
 def run_process(n: int) -> None:

@@ -308,7 +308,7 @@ async def run(peer: Peer, args: argparse.Namespace, argv: list[str]) -> dict[str
             if "latency" in wanted:
                 figures.setdefault("latency", []).append(await latency(peer, args.samples, c))
             if "latency_xproc" in wanted and peer.cross_process:
-                value = await latency_xproc(peer, children, args.samples, c)
+                value = await latency_xproc(peer, children, args.xproc_samples, c)
                 figures.setdefault("latency_xproc", []).append(value)
             for k in args.procs:
                 if "procs_drain" in wanted and peer.cross_process:
@@ -332,6 +332,9 @@ def main(make_peer: Callable[[str, str], Peer], argv: list[str]) -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--samples", type=int, default=100, help="latency samples per run")
+    parser.add_argument(
+        "--xproc-samples", type=int, default=30, help="latency samples per run, other process"
+    )
     parser.add_argument("--procs", type=int, nargs="*", default=[], help="worker processes")
     parser.add_argument("--figures", default="enqueue_drain,e2e,latency,latency_xproc")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
