@@ -144,4 +144,5 @@ def postgres_version(server: PostgresServer) -> str:
     out = subprocess.run(
         [str(server.bindir / "postgres"), "--version"], capture_output=True, text=True, check=False
     ).stdout
-    return out.split()[-1] if out else "?"
+    words = out.split()  # "postgres (PostgreSQL) 15.18 (Debian ...)"
+    return words[2] if len(words) > 2 else out.strip()
