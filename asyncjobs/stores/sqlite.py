@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import aiosqlite
+import anyio
 import orjson
 
 from .._errors import ExecutionNotFound, JobNotFound, SchemaVersionError, StoreError
@@ -245,10 +246,13 @@ class SQLiteStore:
         raise AssertionError("unreachable")
 
     async def __aenter__(self) -> Self:
+        db = aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
-            db = aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db = await db
         except sqlite3.Error as exc:
+            # aiosqlite stops its thread without waiting: the thread then reports to this
+            # loop, which must still be running (else "Event loop is closed" in the thread).
+            await anyio.to_thread.run_sync(db._thread.join, 5.0)
             raise StoreError(f"cannot open the SQLite store {str(self.path)!r}: {exc}") from exc
         try:
             await self._db._execute(self._setup, self._db._conn)  # type: ignore[no-untyped-call]

@@ -120,9 +120,19 @@ def test_bad_urls_and_options_name_what_is_supported(tmp_path: Path) -> None:
 
 
 async def test_a_directory_is_refused_with_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="cannot open the SQLite store"):
-        async with SQLiteStore(tmp_path):
-            pass
+    import threading
+
+    def connection_threads() -> set[int | None]:
+        return {t.ident for t in threading.enumerate() if "_connection_worker" in t.name}
+
+    before = connection_threads()
+    for path in (tmp_path, tmp_path / "missing" / "t.db"):
+        with pytest.raises(StoreError, match="cannot open the SQLite store"):
+            async with SQLiteStore(path):
+                pass
+    # aiosqlite's connection thread is gone before the error is raised: no thread is left
+    # to report to a closed loop later.
+    assert connection_threads() <= before
 
 
 async def test_two_stores_on_one_file_claim_each_execution_once(tmp_path: Path) -> None:
