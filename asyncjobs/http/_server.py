@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from .._runtime import Runtime
     from ._sse import Streams
 
-logger = logging.getLogger(__name__)
-
 SHUTDOWN_GRACE = 10
 """Seconds that requests in flight get to finish when the server stops."""
 
@@ -95,7 +93,12 @@ async def run_server(
             started_here = True
         if task_status is not None:
             task_status.started((str(bound[0]), int(bound[1])))
-        logger.info("asyncjobs HTTP API on %s port %d", bound[0], bound[1])
+        # uvicorn says where it listens only for sockets it binds itself: say it for it,
+        # through its logger, which its logging configuration shows.
+        shown = f"[{bound[0]}]" if ":" in str(bound[0]) else str(bound[0])
+        logging.getLogger("uvicorn.error").info(
+            "asyncjobs HTTP API running on http://%s:%d (Press CTRL+C to quit)", shown, bound[1]
+        )
         try:
             await server.serve(sockets=[sock])
         except anyio.get_cancelled_exc_class():
