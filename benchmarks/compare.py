@@ -6,6 +6,7 @@ of the benchmark issue as a ratio of two figures from this same run, with PASS o
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import tempfile
 import time
@@ -279,7 +280,10 @@ def _aiosqlite(n: int, c: int, runs: int) -> tuple[str, str, list[str]]:
         path = folder / f"{time.monotonic_ns()}.db"
         return anyio.run(ceilings.aiosqlite_loop, path, n, c)
 
-    times = _repeat(once, runs)
+    try:
+        times = _repeat(once, runs)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     both = n / _median([e + d for e, d in times])
     drain = n / _median([d for _, d in times])
     import aiosqlite

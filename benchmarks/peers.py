@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -161,4 +162,6 @@ def run(
     if "error" in answer:
         result.error = f"{answer['error']} (log: {log})"
     result.figures = answer.get("figures", {})
+    if result.error is None:
+        shutil.rmtree(workdir, ignore_errors=True)  # kept when it failed: the log is there
     return result

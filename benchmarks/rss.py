@@ -9,6 +9,7 @@ compared with the same worker on an empty store over the same window.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -88,10 +89,13 @@ def run(n: int, concurrency: int, window: float) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="asyncjobs-rss-"))
     idle_url = f"sqlite:///{folder / 'idle.db'}"
     full_url = f"sqlite:///{folder / 'full.db'}"
-    anyio.run(fill, idle_url, 0)
-    fill_seconds = anyio.run(fill, full_url, n)
-    idle, _ = worker_rss(idle_url, concurrency, window)
-    loaded, ran = worker_rss(full_url, concurrency, window)
+    try:
+        anyio.run(fill, idle_url, 0)
+        fill_seconds = anyio.run(fill, full_url, n)
+        idle, _ = worker_rss(idle_url, concurrency, window)
+        loaded, ran = worker_rss(full_url, concurrency, window)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return {
         "idle_mb": idle / 2**20,
         "loaded_mb": loaded / 2**20,
