@@ -317,6 +317,7 @@ async def watch(job: Job) -> None:
     handle: Any = None
     shown = ""
     while True:
+        armed = job._rt._changes_arm(ANY)
         executions = await job._latest_executions()
         view = JobView(job.record, executions)
         text = view._repr_html_()
@@ -329,7 +330,7 @@ async def watch(job: Job) -> None:
             if view._repr_html_() != shown:
                 show(view, handle)
             return
-        await job._rt._changes_wait(ANY)
+        await job._rt._changes_wait(armed)
 
 
 def _display_function() -> Any:

@@ -238,11 +238,12 @@ class Job:
         scope = nullcontext() if timeout is None else _fail_after(timeout)
         with scope:
             while True:
+                armed = self._rt._changes_arm(self.id)
                 latest = await self._latest_executions()
                 if latest and all(e.status in TERMINAL for e in latest):
                     await self.refresh()
                     return max(latest, key=lambda e: e.step)
-                await self._rt._changes_wait(self.id)
+                await self._rt._changes_wait(armed)
 
     async def watch(self, timeout: float | None = None) -> None:
         """Show the job with a live progress bar per step until its latest firing ends.

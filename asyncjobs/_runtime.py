@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import asyncio
     from datetime import datetime
 
+    import anyio
     from starlette.applications import Starlette
 
     from ._backoff import Backoff
@@ -656,6 +657,7 @@ class Runtime:
         store = self._require_store()
         cursor = await store.last_seq() if after is None else after
         while True:
+            armed = self._changes_arm(ANY)
             batch = await store.events_after(
                 cursor,
                 job_id=job_id,  # type: ignore[arg-type]
@@ -672,7 +674,7 @@ class Runtime:
                 ):
                     return
             if len(batch) < 500:
-                await self._changes_wait(ANY)
+                await self._changes_wait(armed)
 
     # -- for the handles and query objects ------------------------------------------------
 
@@ -691,10 +693,17 @@ class Runtime:
         if self._changes is not None:
             self._changes.notify(keys)
 
-    async def _changes_wait(self, key: str) -> None:
+    def _changes_arm(self, key: str) -> anyio.Event:
+        """Arm a wait for changes of ``key`` (see :class:`Changes`): before reading."""
         if self._changes is None:
             raise RuntimeError("the runtime stopped")
-        await self._changes.wait(key, self._poll_interval)
+        return self._changes.arm(key)
+
+    async def _changes_wait(self, armed: anyio.Event) -> None:
+        """Wait until ``armed`` is set, or for one poll interval."""
+        from ._engine.changes import Changes
+
+        await Changes.wait(armed, self._poll_interval)
 
     async def _cancel_local(self, execution_id: str) -> bool:
         return self._engine is not None and await self._engine.cancel_local(execution_id)

@@ -17,8 +17,10 @@ ANY = "*"
 class Changes:
     """Per-key wake-ups for waiters in this process (``job.wait()``, ``rt.events()``).
 
-    Waiters still re-read the store after a wake-up and poll at a bounded interval: another
-    process sharing the store notifies nobody here.
+    A waiter *arms* before it reads the store and waits on what it armed after: a change
+    notified while it was reading (or yielding what it read) then ends the wait at once
+    instead of being lost until the next poll. Waiters still re-read the store after a
+    wake-up and poll at a bounded interval, for changes nobody notified.
     """
 
     def __init__(self) -> None:
@@ -35,13 +37,19 @@ class Changes:
         """Wake every waiter (what changed is not known). Loop thread only."""
         self.notify(tuple(self._events))
 
-    async def wait(self, key: str, timeout: float) -> None:
-        """Return when ``key`` is notified or after ``timeout`` seconds."""
+    def arm(self, key: str) -> anyio.Event:
+        """Return the event that the next notification of ``key`` (or :data:`ANY`) sets:
+        take it before reading the store, then :meth:`wait` on it."""
         event = self._events.get(key)
         if event is None:
             event = self._events[key] = anyio.Event()
+        return event
+
+    @staticmethod
+    async def wait(armed: anyio.Event, timeout: float) -> None:
+        """Return when ``armed`` is set (at once if it was already) or after ``timeout``."""
         with anyio.move_on_after(timeout):
-            await event.wait()
+            await armed.wait()
 
 
 class Wakeup:

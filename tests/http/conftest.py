@@ -55,7 +55,7 @@ class Api:
                 execution = await self.rt.executions.get(execution_id)
                 if execution.is_terminal:
                     break
-                await self.rt._changes_wait(execution_id)
+                await self.rt._changes_wait(self.rt._changes_arm(execution_id))
         r = await self.client.get(f"/executions/{execution_id}")
         body: dict[str, Any] = r.json()
         return body

@@ -167,7 +167,7 @@ async def test_create_job_takes_the_usual_options(api: Api) -> None:
 async def wait_status(api: Api, execution_id: str, status: str) -> None:
     with anyio.fail_after(10):
         while (await api.rt.executions.get(execution_id)).status != status:
-            await api.rt._changes_wait(execution_id)
+            await api.rt._changes_wait(api.rt._changes_arm(execution_id))
 
 
 async def test_job_commands_pause_resume_stop_destroy(api: Api) -> None:

@@ -171,7 +171,7 @@ async def test_tokens_never_appear_in_logs(
             execution_id = r.json()["items"][0]["id"]
             with anyio.fail_after(10):
                 while not (await rt.executions.get(execution_id)).is_terminal:
-                    await rt._changes_wait(execution_id)
+                    await rt._changes_wait(rt._changes_arm(execution_id))
             async with client.stream(
                 "GET", f"/executions/{execution_id}/events", headers=auth
             ) as stream:

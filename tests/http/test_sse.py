@@ -118,7 +118,7 @@ async def test_a_job_stream_starts_now_keeps_alive_and_goes_on(api: Api) -> None
     execution_id = job["execution_id"]
     with anyio.fail_after(10):
         while (await api.rt.executions.get(execution_id)).progress != 50:
-            await api.rt._changes_wait(execution_id)
+            await api.rt._changes_wait(api.rt._changes_arm(execution_id))
     async with api.client.stream("GET", "/events", params={"job_id": job["id"]}) as response:
         assert response.status_code == 200
         seen: list[dict[str, str]] = []
