@@ -15,11 +15,24 @@ How it is built, and why:
   (``?synchronous=normal`` in the URL trades the last commits on power loss for speed).
 * **Versioned schema**: a meta table holds the schema version; newer-than-code or foreign
   databases are refused untouched.
+* **Other processes are noticed in milliseconds.** SQLite has no notifications, but in WAL
+  mode every commit, from any process, writes to the ``-wal`` file. A watcher thread
+  stats it every :data:`WATCH_INTERVAL` seconds and wakes the engine when its size,
+  time or inode move; after each of its own commits the store records them, so it is not
+  woken by itself. A change it misses (two commits in one clock tick that leave the same
+  size) is found by the engine's slow poll. Never ``open()`` a database's files beside
+  SQLite: closing any descriptor of a file drops every POSIX lock the process holds on it,
+  SQLite's included, and that corrupts the database.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
 import sqlite3
+import threading
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -47,6 +60,7 @@ from .._states import TERMINAL, WAITING, ExecutionStatus, JobStatus, LogLevel, c
 from .._types import to_datetime
 from . import _common
 from .base import (
+    EVERYTHING,
     Claim,
     ExecutionQuery,
     FireResult,
@@ -66,6 +80,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _S = ExecutionStatus
+logger = logging.getLogger("asyncjobs.stores.sqlite")
+WATCH_INTERVAL = 0.002
+"""Seconds between two looks at the ``-wal`` file (see the module docstring)."""
 SCHEMA_VERSION = 1
 _BUSY_RETRIES = 50
 
@@ -217,6 +234,11 @@ class SQLiteStore:
         self.url = f"sqlite:///{text}"
         self._synchronous = sync
         self._db: aiosqlite.Connection | None = None
+        self._watchers: list[Callable[[frozenset[str]], None]] = []
+        self._watch_stop: threading.Event | None = None
+        self._watch_thread: threading.Thread | None = None
+        self._seen = (0, 0, 0)  # the -wal file after our last commit (or look)
+        self._watch_loop: asyncio.AbstractEventLoop | None = None
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -229,7 +251,7 @@ class SQLiteStore:
             try:
                 # aiosqlite has no public "run this function on your thread"; _execute is that,
                 # and is how its own methods work. One hop per transaction is the point.
-                return await db._execute(fn, db._conn, *args)  # type: ignore[no-untyped-call,no-any-return]
+                return await db._execute(self._call, fn, db._conn, *args)  # type: ignore[no-untyped-call,no-any-return]
             except sqlite3.OperationalError as exc:
                 message = str(exc)
                 if "locked" not in message and "busy" not in message:
@@ -263,12 +285,82 @@ class SQLiteStore:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        stop, thread = self._watch_stop, self._watch_thread
+        self._watch_stop = self._watch_thread = self._watch_loop = None
+        self._watchers.clear()
+        if stop is not None and thread is not None:
+            stop.set()
+            await anyio.to_thread.run_sync(thread.join)
         if self._db is not None:
             db, self._db = self._db, None
             await db.close()
 
+    def _call(self, fn: Callable[..., T], conn: sqlite3.Connection, *args: Any) -> T:
+        """Run ``fn`` on the connection's thread; around a write, keep the watcher right."""
+        if fn is not _in_tx or self._watch_thread is None:
+            return fn(conn, *args)
+        inner, *rest = args
+        result: T = _in_tx(conn, self._look_then, inner, *rest)
+        # Our own commit: the watcher must not take it for another process's. (A commit of
+        # another process landing between our COMMIT and this stat goes unseen until the
+        # next poll; one landing before our BEGIN is caught by _look_then.)
+        self._seen = self._wal_state()
+        return result
+
+    def _look_then(self, conn: sqlite3.Connection, inner: Callable[..., T], *args: Any) -> T:
+        """Inside a write transaction (the lock is ours, nobody else commits): if the file
+        moved since the watcher last looked, another process committed; say so, then run."""
+        if self._wal_state() != self._seen:
+            self._foreign_change()
+        return inner(conn, *args)
+
+    def _foreign_change(self) -> None:
+        """Wake the watchers, on their loop (from any thread)."""
+        loop = self._watch_loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is left to tell
+                loop.call_soon_threadsafe(self._tell)
+
+    def _wal_state(self) -> tuple[int, int, int]:
+        """Return the ``-wal`` file's inode, size and time: a commit changes them."""
+        try:
+            st = os.stat(f"{self.path}-wal")
+        except OSError:
+            return (0, 0, 0)
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
     async def watch(self, callback: Callable[[frozenset[str]], None]) -> None:
-        return None  # SQLite has no notifications: other processes are found by polling
+        self._watchers.append(callback)
+        if self._watch_thread is not None:
+            return
+        self._watch_loop = asyncio.get_running_loop()
+        self._watch_stop = stop = threading.Event()
+        self._seen = await anyio.to_thread.run_sync(self._wal_state)
+
+        def look() -> None:
+            settle = False
+            while not stop.wait(WATCH_INTERVAL):
+                state = self._wal_state()
+                if state != self._seen:
+                    self._seen = state
+                    self._foreign_change()
+                    settle = True
+                elif settle:
+                    # The -wal file grows as a commit writes its frames, a moment before the
+                    # commit is visible to readers: tell once more when it has settled.
+                    settle = False
+                    self._foreign_change()
+
+        self._watch_thread = threading.Thread(target=look, name="asyncjobs sqlite watch")
+        self._watch_thread.daemon = True
+        self._watch_thread.start()
+
+    def _tell(self) -> None:
+        for callback in list(self._watchers):
+            try:
+                callback(frozenset({EVERYTHING}))
+            except Exception:
+                logger.exception("a store watcher failed")
 
     def _setup(self, conn: sqlite3.Connection) -> None:
         # Read before writing anything: a file that is not a database fails here, untouched.

@@ -61,11 +61,19 @@ async def test_trigger_runs_every_step_now_with_the_jobs_priority(store_url: str
         assert await rt.executions.count(job_id=job.id) == 2
 
 
-async def test_a_runtime_hears_work_and_results_from_another_at_once(
-    pg_server: PostgresServer,
-) -> None:
-    # Both poll only every 30 s: anything faster is the store's notifications at work.
-    url = pg_server.url()
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store that two runtimes share through the database itself."""
+    if request.param == "postgres":
+        server: PostgresServer = request.getfixturevalue("pg_server")
+        return server.url()
+    return f"sqlite:///{tmp_path}/shared.db"
+
+
+async def test_a_runtime_hears_work_and_results_from_another_at_once(shared_url: str) -> None:
+    # Both poll only every 30 s: anything faster is the store's notifications at work
+    # (PostgreSQL NOTIFY; SQLite: the watcher of the -wal file).
+    url = shared_url
     worker = make_runtime(url, poll_interval=30)
     client = make_runtime(url, poll_interval=30, workers=0)
 
