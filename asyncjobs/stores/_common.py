@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from .._models import ErrorInfo, StepSpec
-from .._states import ExecutionStatus, JobStatus
+import orjson
+
+from .._models import (
+    ErrorInfo,
+    Event,
+    Execution,
+    Job,
+    LogWritten,
+    ProgressReported,
+    StateChanged,
+    StepSpec,
+)
+from .._states import ExecutionStatus, JobStatus, LogLevel
+from .._types import to_datetime
 from .base import MAX_PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -100,3 +113,97 @@ def lost_worker_outcome(
 def schedule_kind(schedule: Mapping[str, object]) -> str:
     """Return the kind of a stored schedule (``"once"``, ...)."""
     return str(schedule.get("kind", "once"))
+
+
+# -- rows: the SQL stores select the same columns in the same order --------------------------
+
+Row = Sequence[Any]
+"""A row as both drivers give it (``sqlite3.Row``, ``asyncpg.Record``): read by index."""
+
+
+def dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+def dt(seconds: float) -> Any:
+    """Return the aware datetime of a time that is never null."""
+    return to_datetime(seconds)
+
+
+def execution_from_row(row: Row) -> Execution:
+    spec = StepSpec.from_json(loads(row[3]))
+    error = loads(row[10])
+    return Execution(
+        id=row[0],
+        job_id=row[1],
+        step=row[2],
+        task=spec.task,
+        args=spec.args,
+        kwargs=spec.kwargs,
+        status=ExecutionStatus(row[4]),
+        priority=row[5],
+        attempt=row[6],
+        progress=row[7],
+        progress_message=row[8],
+        result=loads(row[9]),
+        error=None if error is None else ErrorInfo.from_json(error),
+        created_at=dt(row[11]),
+        scheduled_for=dt(row[12]),
+        started_at=to_datetime(row[13]),
+        ended_at=to_datetime(row[14]),
+        node=row[15],
+        pid=row[16],
+    )
+
+
+def job_from_row(row: Row) -> Job:
+    return Job(
+        id=row[0],
+        name=row[1],
+        category=row[2],
+        status=JobStatus(row[3]),
+        schedule=loads(row[4]),
+        steps=tuple(StepSpec.from_json(step) for step in loads(row[5])),
+        priority=row[6],
+        shared=loads(row[7]),
+        key=row[8],
+        created_at=dt(row[9]),
+        updated_at=dt(row[10]),
+        next_fire_at=to_datetime(row[11]),
+        last_fire_at=to_datetime(row[12]),
+        state=loads(row[13]),
+    )
+
+
+def event_from_row(row: Row) -> Event:
+    seq, at, kind, job_id, execution_id = row[:5]
+    if kind == "state":
+        return StateChanged(
+            seq=seq,
+            at=dt(at),
+            job_id=job_id,
+            execution_id=execution_id,
+            status=ExecutionStatus(row[5]),
+        )
+    if kind == "progress":
+        return ProgressReported(
+            seq=seq,
+            at=dt(at),
+            job_id=job_id,
+            execution_id=execution_id,
+            progress=row[6],
+            message=row[8] or "",
+        )
+    return LogWritten(
+        seq=seq,
+        at=dt(at),
+        job_id=job_id,
+        execution_id=execution_id,
+        level=LogLevel(row[7]),
+        message=row[8] or "",
+        data=loads(row[9]) or {},
+    )

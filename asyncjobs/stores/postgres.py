@@ -40,26 +40,28 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
-import orjson
 
 from .._errors import ExecutionNotFound, JobNotFound, SchemaVersionError, StoreError
 from .._models import (
     Category,
-    ErrorInfo,
     Event,
     Execution,
     Job,
     LogRecord,
-    LogWritten,
     Page,
-    ProgressReported,
-    StateChanged,
     StepSpec,
     Transition,
 )
 from .._states import TERMINAL, WAITING, ExecutionStatus, JobStatus, LogLevel, check_transition
-from .._types import to_datetime
 from . import _common
+from ._common import (
+    dt as _dt,
+    dumps as _dumps,
+    event_from_row as _event,
+    execution_from_row as _execution,
+    job_from_row as _job,
+    loads as _loads,
+)
 from .base import (
     EVERYTHING,
     SCHEDULE,
@@ -106,92 +108,9 @@ _WAITING_SQL = "('scheduled', 'queued', 'retrying')"
 _TERMINAL_SQL = "('completed', 'failed', 'cancelled')"
 
 
-def _dumps(value: object) -> str:
-    return orjson.dumps(value).decode()
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else orjson.loads(text)
-
-
 def _text(value: str) -> str:
     """PostgreSQL text cannot hold NUL: a log line with one keeps the rest, marked."""
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
-
-
-def _dt(seconds: float) -> Any:
-    return to_datetime(seconds)
-
-
-def _execution(row: asyncpg.Record) -> Execution:
-    spec = StepSpec.from_json(_loads(row[3]))
-    error = _loads(row[10])
-    return Execution(
-        id=row[0],
-        job_id=row[1],
-        step=row[2],
-        task=spec.task,
-        args=spec.args,
-        kwargs=spec.kwargs,
-        status=ExecutionStatus(row[4]),
-        priority=row[5],
-        attempt=row[6],
-        progress=row[7],
-        progress_message=row[8],
-        result=_loads(row[9]),
-        error=None if error is None else ErrorInfo.from_json(error),
-        created_at=_dt(row[11]),
-        scheduled_for=_dt(row[12]),
-        started_at=to_datetime(row[13]),
-        ended_at=to_datetime(row[14]),
-        node=row[15],
-        pid=row[16],
-    )
-
-
-def _job(row: asyncpg.Record) -> Job:
-    return Job(
-        id=row[0],
-        name=row[1],
-        category=row[2],
-        status=JobStatus(row[3]),
-        schedule=_loads(row[4]),
-        steps=tuple(StepSpec.from_json(step) for step in _loads(row[5])),
-        priority=row[6],
-        shared=_loads(row[7]),
-        key=row[8],
-        created_at=_dt(row[9]),
-        updated_at=_dt(row[10]),
-        next_fire_at=to_datetime(row[11]),
-        last_fire_at=to_datetime(row[12]),
-        state=_loads(row[13]),
-    )
-
-
-def _event(row: asyncpg.Record) -> Event:
-    seq, at, kind, job_id, execution_id = row[:5]
-    if kind == "state":
-        return StateChanged(
-            seq=seq, at=_dt(at), job_id=job_id, execution_id=execution_id, status=_S(row[5])
-        )
-    if kind == "progress":
-        return ProgressReported(
-            seq=seq,
-            at=_dt(at),
-            job_id=job_id,
-            execution_id=execution_id,
-            progress=row[6],
-            message=row[8] or "",
-        )
-    return LogWritten(
-        seq=seq,
-        at=_dt(at),
-        job_id=job_id,
-        execution_id=execution_id,
-        level=LogLevel(row[7]),
-        message=row[8] or "",
-        data=_loads(row[9]) or {},
-    )
 
 
 def lock_key(schema: str, name: str) -> int:
