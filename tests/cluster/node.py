@@ -55,6 +55,11 @@ def build(url: str, ledger: str, *, workers: int = 8) -> aj.Runtime:
     def tick(ctx: aj.Context) -> None:
         record(ledger, ctx, 0)
 
+    @rt.task(name="forever")
+    async def forever(ctx: aj.Context) -> None:
+        await anyio.to_thread.run_sync(record, ledger, ctx, 0)
+        await anyio.sleep_forever()  # a daemon: it runs until its node dies
+
     return rt
 
 

@@ -238,3 +238,39 @@ async def test_one_key_enqueued_a_thousand_times_from_four_processes_makes_one_j
         assert await rt.jobs.count() == 1
         (job,) = (await rt.jobs.list()).items
     assert ids == {job.id}
+
+
+async def test_a_daemon_runs_once_across_nodes_and_moves_when_its_node_dies(
+    cluster_url: str, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger.db"
+    observer = build(cluster_url, str(ledger), workers=0)
+    async with observer, cluster(cluster_url, ledger, 3) as nodes:
+        job = await observer.daemon("forever")
+        by_pid = {node.pid: node for node in nodes}
+        peak = 0
+
+        async def runners() -> list[int]:
+            nonlocal peak
+            running = (await observer.executions.list(job_id=job.id, status="running")).items
+            peak = max(peak, len(running))
+            where = {node.id: node.pid for node in await observer.store.list_nodes()}
+            return [where[ex.node] for ex in running if ex.node in where]
+
+        with anyio.fail_after(30):
+            while not (first := await runners()):
+                await anyio.sleep(0.05)
+        await anyio.sleep(1)  # the other nodes leave it alone
+        assert await runners() == first
+        victim = by_pid[first[0]]
+        victim.send_signal(signal.SIGKILL)
+        await victim.wait()
+        with anyio.fail_after(60):  # recovered after the lease, restarted on a survivor
+            while not (now := await runners()) or now == first:
+                await anyio.sleep(0.05)
+        await anyio.sleep(1)
+        assert await runners() == now
+        await observer.jobs.stop(job.id)
+    assert peak == 1
+    starts = [pid for *_, pid, _ in await ledger_rows(ledger)]
+    assert len(starts) == 2 and starts[0] == victim.pid and starts[1] != victim.pid
