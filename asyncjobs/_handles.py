@@ -174,7 +174,7 @@ class Job:
             if starts_now
         ]
         self._record, _ = await store.add_job(new_job, executions)
-        self._rt._work_added(fire)
+        self._rt._work_added(fire, schedule=not starts_now)
         return self
 
     # -- reading -------------------------------------------------------------------------

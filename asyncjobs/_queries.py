@@ -149,7 +149,7 @@ class JobsAPI:
             await rt._cancel_local(execution_id)
         rt._notify({record.id})
         if status == JobStatus.ACTIVE:
-            rt._work_added()
+            rt._work_added(schedule=True)  # a resumed schedule or daemon fires again
         return Job(rt, record=record)
 
 

@@ -685,9 +685,9 @@ class Runtime:
             )
         return self._store
 
-    def _work_added(self, due: float | None = None) -> None:
+    def _work_added(self, due: float | None = None, *, schedule: bool = False) -> None:
         if self._engine is not None:
-            self._engine.wake(due)
+            self._engine.wake(due, schedule=schedule)
 
     def _notify(self, keys: set[str]) -> None:
         if self._changes is not None:

@@ -23,12 +23,11 @@ MAX_LOG_BATCH = 5000
 
 
 class _Pending:
-    __slots__ = ("applied", "done", "error", "finish", "job_id")
+    __slots__ = ("applied", "error", "finish", "job_id")
 
     def __init__(self, finish: Finish, job_id: JobId) -> None:
         self.finish = finish
         self.job_id = job_id
-        self.done = anyio.Event()
         self.applied = False
         self.error: BaseException | None = None
 
@@ -52,6 +51,7 @@ class Writer:
         self._logs: list[NewLog] = []
         self._progress: dict[ExecutionId, ProgressUpdate] = {}
         self._finishes: list[_Pending] = []
+        self._written = anyio.Event()  # set when the write holding ``_finishes`` is done
         self._wake = Wakeup()
         self._last_progress_flush = 0.0
         self._closed = False
@@ -98,8 +98,9 @@ class Writer:
         """
         pending = _Pending(finish, job_id)
         self._finishes.append(pending)
+        written = self._written  # one event per write, not per outcome
         self._wake.set()
-        await pending.done.wait()
+        await written.wait()
         if pending.error is not None:
             raise pending.error
         return pending.applied
@@ -123,6 +124,7 @@ class Writer:
             logs, self._logs = self._logs[:MAX_LOG_BATCH], self._logs[MAX_LOG_BATCH:]
             progress, self._progress = self._progress, {}
             finishes, self._finishes = self._finishes, []
+            written, self._written = self._written, anyio.Event()
             if progress:
                 self._last_progress_flush = time.monotonic()
             batch = WriteBatch(
@@ -139,12 +141,12 @@ class Writer:
                 logger.exception("asyncjobs could not write %d outcomes", len(finishes))
                 for pending in finishes:
                     pending.error = exc
-                    pending.done.set()
+                written.set()
                 continue
             keys: set[str] = {log.job_id for log in logs}
             for pending, ok in zip(finishes, applied, strict=True):
                 pending.applied = ok
-                pending.done.set()
                 keys.add(pending.job_id)
                 keys.add(pending.finish.execution_id)
+            written.set()
             self._changes.notify(keys)
