@@ -19,7 +19,7 @@ from .._models import (
 )
 from .._states import ExecutionStatus, JobStatus, LogLevel
 from .._types import to_datetime
-from .base import MAX_PAGE_SIZE
+from .base import MAX_PAGE_SIZE, Claim
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -134,8 +134,10 @@ def dt(seconds: float) -> Any:
     return to_datetime(seconds)
 
 
-def execution_from_row(row: Row) -> Execution:
-    spec = StepSpec.from_json(loads(row[3]))
+def execution_from_row(row: Row, spec: StepSpec | None = None) -> Execution:
+    """Return the execution of a row of ``_EXEC_COLUMNS`` (``spec``: its column, decoded)."""
+    if spec is None:
+        spec = StepSpec.from_json(loads(row[3]))
     error = loads(row[10])
     return Execution(
         id=row[0],
@@ -158,6 +160,26 @@ def execution_from_row(row: Row) -> Execution:
         node=row[15],
         pid=row[16],
     )
+
+
+def claims_from_rows(rows: Sequence[Row], jobs: Mapping[str, tuple[Any, Any, Any]]) -> list[Claim]:
+    """Return the claims of claimed rows (``_EXEC_COLUMNS`` then ``run``), in their order;
+    ``jobs`` maps each job id to its decoded (shared, schedule, state)."""
+    claims = []
+    for row in rows:
+        spec = StepSpec.from_json(loads(row[3]))  # once: a claim is on the hot path
+        shared, schedule, state = jobs[row[1]]
+        claims.append(
+            Claim(
+                execution=execution_from_row(row, spec),
+                run=row[17],
+                spec=spec,
+                shared=shared,
+                schedule=schedule,
+                job_state=state,
+            )
+        )
+    return claims
 
 
 def job_from_row(row: Row) -> Job:

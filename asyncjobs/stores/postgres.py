@@ -992,21 +992,7 @@ async def _claim(
             list({r[1] for r in rows}),
         )
     }
-    claims = []
-    for row in rows:
-        execution = _execution(row)
-        shared, schedule, state = jobs[execution.job_id]
-        claims.append(
-            Claim(
-                execution=execution,
-                run=row[17],
-                spec=StepSpec.from_json(_loads(row[3])),
-                shared=shared,
-                schedule=schedule,
-                job_state=state,
-            )
-        )
-    return claims
+    return _common.claims_from_rows(rows, jobs)
 
 
 async def _finish_jobs(tx: _Tx, ended: dict[str, float]) -> None:

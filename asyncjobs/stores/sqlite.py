@@ -19,7 +19,8 @@ How it is built, and why:
   mode every commit, from any process, writes to the ``-wal`` file. A watcher thread
   stats it every :data:`WATCH_INTERVAL` seconds and wakes the engine when its size,
   time or inode move; after each of its own commits the store records them, so it is not
-  woken by itself. A change it misses (two commits in one clock tick that leave the same
+  woken by itself (a lock keeps the watcher from looking between a commit of ours and that
+  record: it would take our commit for another process's, and wake every loop for nothing). A change it misses (two commits in one clock tick that leave the same
   size) is found by the engine's slow poll. Never ``open()`` a database's files beside
   SQLite: closing any descriptor of a file drops every POSIX lock the process holds on it,
   SQLite's included, and that corrupts the database.
@@ -85,7 +86,7 @@ _S = ExecutionStatus
 logger = logging.getLogger("asyncjobs.stores.sqlite")
 WATCH_INTERVAL = 0.002
 """Seconds between two looks at the ``-wal`` file (see the module docstring)."""
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _BUSY_RETRIES = 50
 
 _EXEC_COLUMNS = (
@@ -157,6 +158,7 @@ class SQLiteStore:
         self._watch_stop: threading.Event | None = None
         self._watch_thread: threading.Thread | None = None
         self._seen = (0, 0, 0)  # the -wal file after our last commit (or look)
+        self._seen_lock = threading.Lock()  # held by a write and its record, or by a look
         self._watch_loop: asyncio.AbstractEventLoop | None = None
 
     # -- plumbing ------------------------------------------------------------------------
@@ -219,11 +221,12 @@ class SQLiteStore:
         if fn is not _in_tx or self._watch_thread is None:
             return fn(conn, *args)
         inner, *rest = args
-        result: T = _in_tx(conn, self._look_then, inner, *rest)
-        # Our own commit: the watcher must not take it for another process's. (A commit of
-        # another process landing between our COMMIT and this stat goes unseen until the
-        # next poll; one landing before our BEGIN is caught by _look_then.)
-        self._seen = self._wal_state()
+        with self._seen_lock:
+            result: T = _in_tx(conn, self._look_then, inner, *rest)
+            # Our own commit: the watcher must not take it for another process's. (A commit
+            # of another process landing between our COMMIT and this stat goes unseen until
+            # the next poll; one landing before our BEGIN is caught by _look_then.)
+            self._seen = self._wal_state()
         return result
 
     def _look_then(self, conn: sqlite3.Connection, inner: Callable[..., T], *args: Any) -> T:
@@ -259,9 +262,11 @@ class SQLiteStore:
         def look() -> None:
             settle = False
             while not stop.wait(WATCH_INTERVAL):
-                state = self._wal_state()
-                if state != self._seen:
+                with self._seen_lock:
+                    state = self._wal_state()
+                    changed = state != self._seen
                     self._seen = state
+                if changed:
                     self._foreign_change()
                     settle = True
                 elif settle:
@@ -657,7 +662,7 @@ class SQLiteStore:
 
 SQLiteStore.__module__ = "asyncjobs.stores"
 
-_MIGRATIONS = {1: "init"}
+_MIGRATIONS = {1: "init", 2: "limited_index"}
 
 
 # -- the transactions, run on the connection's thread ---------------------------------------
@@ -823,7 +828,10 @@ def _claim(
     # Unlimited executions in claim order, then, per task with a concurrency limit, as many
     # as it has free; the best `limit` of all of them are claimed.
     claimable = (
-        "SELECT e.id, e.priority, e.scheduled_for FROM executions e WHERE e.status = 'queued' "
+        # The queue's own index, walked in claim order and left at the limit: without the
+        # hint the planner takes executions_status and sorts the whole queue, every claim.
+        "SELECT e.id, e.priority, e.scheduled_for FROM executions e INDEXED BY executions_queued "
+        "WHERE e.status = 'queued' "
         "AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = e.job_id AND j.status = 'active') "
     )
     known_params: tuple[str, ...] = ()
@@ -838,7 +846,7 @@ def _claim(
         claimable + "AND e.concurrency IS NULL" + order, (*known_params, limit)
     ).fetchall()
     for task, cap in conn.execute(
-        "SELECT task, min(concurrency) FROM executions "
+        "SELECT task, min(concurrency) FROM executions INDEXED BY executions_limited "
         "WHERE status = 'queued' AND concurrency IS NOT NULL GROUP BY task"
     ).fetchall():
         busy = conn.execute(
@@ -872,21 +880,7 @@ def _claim(
             f"SELECT id, shared, schedule, state FROM jobs WHERE id IN ({marks})", chunk
         ):
             jobs[job_id] = (_loads(shared), _loads(schedule), _loads(state))
-    claims = []
-    for row in rows:
-        execution = _execution(row)
-        spec = StepSpec.from_json(_loads(row[3]))
-        claims.append(
-            Claim(
-                execution=execution,
-                run=row[17],
-                spec=spec,
-                shared=jobs[execution.job_id][0],
-                schedule=jobs[execution.job_id][1],
-                job_state=jobs[execution.job_id][2],
-            )
-        )
-    return claims
+    return _common.claims_from_rows(rows, jobs)
 
 
 def _finish_jobs(conn: sqlite3.Connection, ended: dict[str, float]) -> None:

@@ -16,7 +16,7 @@ from asyncjobs import ExecutionStatus, InvalidStoreURL, SchemaVersionError, Stor
 from asyncjobs._models import StepSpec
 from asyncjobs._types import ExecutionId, JobId, new_id
 from asyncjobs.stores import ExecutionQuery, NewExecution, NewJob, NodeInfo, open_store
-from asyncjobs.stores.sqlite import SQLiteStore
+from asyncjobs.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,7 +85,9 @@ async def test_a_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
         _sql, path, "UPDATE asyncjobs_meta SET value = '999' WHERE key = 'schema_version'"
     )
     before = await anyio.Path(path).read_bytes()
-    with pytest.raises(SchemaVersionError, match="schema version 999, newer than this code's 1"):
+    with pytest.raises(
+        SchemaVersionError, match=f"schema version 999, newer than this code's {SCHEMA_VERSION}"
+    ):
         async with SQLiteStore(path):
             pass
     assert await anyio.Path(path).read_bytes() == before
@@ -105,9 +107,47 @@ async def test_the_file_uses_wal_and_keeps_its_schema_version(tmp_path: Path) ->
         conn.close()
         return mode, version
 
-    assert await anyio.to_thread.run_sync(inspect) == ("wal", ("1",))
+    assert await anyio.to_thread.run_sync(inspect) == ("wal", (str(SCHEMA_VERSION),))
     async with SQLiteStore(path):  # opening again migrates nothing and loses nothing
         pass
+
+
+async def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
+    """A file made by the first schema gets the later migrations at the next open, its jobs
+    and executions kept, and the claim uses the index that version 2 adds."""
+    path = tmp_path / "v1.db"
+
+    def make_v1() -> None:
+        script = (ROOT / "asyncjobs/stores/sql/sqlite/0001_init.sql").read_text()
+        with sqlite3.connect(path) as conn:
+            conn.executescript(script)
+            conn.execute("CREATE TABLE asyncjobs_meta (key TEXT PRIMARY KEY, value TEXT)")
+            conn.execute("INSERT INTO asyncjobs_meta VALUES ('schema_version', '1')")
+        conn.close()
+
+    await anyio.to_thread.run_sync(make_v1)
+    job, executions = _job_with(3)
+    async with SQLiteStore(path) as store:
+        await store.add_job(job, executions)
+    # Written by a version-1 store: no index of version 2 yet. Re-create that state.
+    await anyio.to_thread.run_sync(_sql, path, "DROP INDEX executions_limited")
+    await anyio.to_thread.run_sync(
+        _sql, path, "UPDATE asyncjobs_meta SET value = '1' WHERE key = 'schema_version'"
+    )
+    node = NodeInfo(id="n", host="h", pid=1, started_at=T0, heartbeat_at=T0)
+    async with SQLiteStore(path) as store:
+        await store.register_node(node)
+        claims = await store.claim(node, 10, T0 + 1)
+        assert [c.execution.id for c in claims] == [e.id for e in executions]
+
+    def indexes() -> set[str]:
+        with sqlite3.connect(path) as conn:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+            names = {row[0] for row in rows}
+        conn.close()
+        return names
+
+    assert "executions_limited" in await anyio.to_thread.run_sync(indexes)
 
 
 def test_bad_urls_and_options_name_what_is_supported(tmp_path: Path) -> None:
@@ -156,7 +196,7 @@ async def test_two_stores_on_one_file_claim_each_execution_once(tmp_path: Path) 
 CLAIMER = """
 import sys, anyio
 from asyncjobs.stores import NodeInfo
-from asyncjobs.stores.sqlite import SQLiteStore
+from asyncjobs.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 
 async def main(path):
     node = NodeInfo(id="child", host="h", pid=2, started_at=0.0, heartbeat_at=0.0)
