@@ -16,6 +16,7 @@ Cron and daylight saving time, the rule (:meth:`Cron.next_fire`):
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
@@ -152,25 +153,25 @@ class Cron:
         zone = _zone(self.tz)
         minutes, hours = croniter(self.expr).expanded[:2]
         every_hour = _sub_hourly(minutes, hours)
-        # Iterate wall-clock times, then map each to the instants it stands for. Instants and
-        # wall times can be out of order only across a DST change (by at most its size, 2 h
-        # at most anywhere), so keep scanning until wall times pass the best instant by 3 h.
-        local = datetime.fromtimestamp(after, zone).replace(tzinfo=None)
-        # Far from a DST change wall order is instant order: start at ``after`` (a cron with
-        # seconds would otherwise walk three hours of ticks on every call).
-        near_change = not _same_offset(zone, local, timedelta(hours=3))
-        it = croniter(self.expr, local - timedelta(hours=3) if near_change else local)
+        # Wall time is instant plus offset, so the first tick after ``after``'s wall time is
+        # the answer, unless the offset changes soon: then the first tick of each side of the
+        # change is a candidate too (a fall-back repeats wall times already passed). One
+        # croniter step per candidate, however fine the expression (seconds included).
+        seeds = [datetime.fromtimestamp(after, zone).replace(tzinfo=None)]
+        change = _next_change(zone, after, 3 * 3600)
+        if change is not None:
+            # Ticks from the change's wall time on each side: just before it is a whole
+            # second earlier (ticks fall on whole seconds, and croniter starts after its seed).
+            at = datetime.fromtimestamp(change, UTC).replace(tzinfo=None) - timedelta(seconds=1)
+            seeds += [at + _offset(zone, change - 1), at + _offset(zone, change)]
         best: float | None = None
-        best_wall: datetime | None = None
-        for _ in range(100_000):
-            wall: datetime = it.get_next(datetime)
-            if best_wall is not None and wall > best_wall + timedelta(hours=3):
-                break
-            for instant in _instants(wall, zone, every_hour):
-                if instant > after and (best is None or instant < best):
-                    best, best_wall = instant, wall
-            if best_wall is not None and _same_offset(zone, best_wall, timedelta(hours=3)):
-                break  # no DST change near: wall order is instant order
+        for seed in seeds:
+            it = croniter(self.expr, seed)
+            for _ in range(100_000):
+                found = [i for i in _instants(it.get_next(datetime), zone, every_hour) if i > after]
+                if found:
+                    best = min(found) if best is None else min(best, *found)
+                    break
         if best is None:
             raise InvalidSchedule(f"cron expression {self.expr!r} never fires")
         return best
@@ -187,10 +188,26 @@ class Cron:
         }
 
 
-def _same_offset(zone: tzinfo, wall: datetime, margin: timedelta) -> bool:
-    return (wall - margin).replace(tzinfo=zone).utcoffset() == (wall + margin).replace(
-        tzinfo=zone
-    ).utcoffset()
+def _offset(zone: tzinfo, instant: int) -> timedelta:
+    offset = datetime.fromtimestamp(instant, zone).utcoffset()
+    assert offset is not None
+    return offset
+
+
+def _next_change(zone: tzinfo, after: float, window: int) -> int | None:
+    """Return the first whole second in ``(after, after + window]`` whose UTC offset differs
+    from the one before it, or ``None`` (zones change at most once in a few hours)."""
+    low, high = math.floor(after), math.ceil(after) + window
+    before = _offset(zone, low)
+    if _offset(zone, high) == before:
+        return None
+    while high - low > 1:  # offset(low) is the old one, offset(high) the new one
+        middle = (low + high) // 2
+        if _offset(zone, middle) == before:
+            low = middle
+        else:
+            high = middle
+    return high
 
 
 def _sub_hourly(minutes: list[Any], hours: list[Any]) -> bool:
