@@ -137,7 +137,6 @@ class Job:
             return self
         if not self._steps:
             raise InvalidArguments(self._name or "job", None, "a job needs at least one step")
-        store = self._rt._require_store()
         now = self._rt._clock.time()
         first = self._steps[0][0]
         job_id = JobId(new_id())
@@ -173,8 +172,7 @@ class Job:
             for index, (spec, _) in enumerate(self._steps)
             if starts_now
         ]
-        self._record, _ = await store.add_job(new_job, executions)
-        self._rt._work_added(fire, schedule=not starts_now)
+        self._record = await self._rt._add_job(new_job, executions, due=fire)
         return self
 
     # -- reading -------------------------------------------------------------------------

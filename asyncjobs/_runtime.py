@@ -34,8 +34,9 @@ if TYPE_CHECKING:
     from ._backoff import Backoff
     from ._engine import Engine
     from ._engine.changes import Changes
+    from ._models import Job as JobRecord
     from ._types import JSON
-    from .stores.base import Store
+    from .stores.base import NewExecution, NewJob, Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 RETENTION_TASK = "asyncjobs.retention"
@@ -684,6 +685,15 @@ class Runtime:
                 "the runtime is not started: use 'async with rt:' or 'await rt.start()'"
             )
         return self._store
+
+    async def _add_job(
+        self, job: NewJob, executions: Sequence[NewExecution], *, due: float
+    ) -> JobRecord:
+        """Store a pushed job, through the engine when it runs (it may start it at once)."""
+        if self._engine is not None:
+            return await self._engine.add_job(job, executions, due=due)
+        record, _ = await self._require_store().add_job(job, executions)
+        return record
 
     def _work_added(self, due: float | None = None, *, schedule: bool = False) -> None:
         if self._engine is not None:

@@ -29,7 +29,7 @@ import socket
 import sys
 import time
 import traceback
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -52,13 +52,14 @@ from .scheduler import Scheduler
 from .writer import Writer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator, Sequence
 
     from anyio.abc import TaskGroup, TaskStatus
 
+    from .._models import Job
     from .._runtime import Runtime
     from .._tasks import TaskDef
-    from ..stores.base import Store
+    from ..stores.base import NewExecution, NewJob, Store
 
 logger = logging.getLogger("asyncjobs.engine")
 
@@ -95,6 +96,7 @@ class Engine:
         self._workers = runtime._workers
         self._clock = runtime._clock
         self._running: dict[str, _Running] = {}
+        self._claiming = 0  # slots promised to claims in flight (the dispatcher's, a push's)
         self._slot_freed = Wakeup()
         self._work_added = Wakeup()
         self._stopping = False
@@ -145,7 +147,7 @@ class Engine:
                 running.reason = "shutdown"
                 running.scope.cancel()
         with anyio.move_on_after(0 if self._aborted else timeout) as self._drain_scope:
-            while self._running:
+            while self._running or self._claiming:  # a push's claim starts what it took
                 await self._slot_freed.wait()
         for running in list(self._running.values()):
             running.reason = running.reason or "shutdown"
@@ -153,7 +155,7 @@ class Engine:
         with anyio.move_on_after(10, shield=True):
             # Shielded: the released rows must leave 'running', or another node would have
             # to wait for this node's heartbeat to go stale before it could run them.
-            while self._running:
+            while self._running or self._claiming:
                 await self._slot_freed.wait()
             await self.writer.flush()
         await _cancel_tasks([r.task for r in self._running.values() if r.task is not None])
@@ -170,6 +172,46 @@ class Engine:
         self._drain_scope.cancel()
 
     # -- what the runtime asks ------------------------------------------------------------
+
+    async def add_job(
+        self, job: NewJob, executions: Sequence[NewExecution], *, due: float | None
+    ) -> Job:
+        """Store a pushed job and wake who must act on it (``due``: its first fire time).
+
+        When its executions are due now and this node has free slots, claim in the same
+        transaction and start what it took: the runtime that enqueues a task it runs itself
+        needs no dispatcher round trip to start it."""
+        now = self._clock.time()
+        free = self._free_slots()
+        if self._stopping or free <= 0 or not executions or executions[0].scheduled_for > now:
+            record, _ = await self._store.add_job(job, executions)
+            # A schedule's first firing is the scheduler's; executions, the dispatcher's.
+            self.wake(due, schedule=not executions)
+            return record
+        with self._promised(min(free, len(executions))) as limit:
+            record, _, claims = await self._store.add_job_and_claim(
+                job, executions, self.node, limit, now, tasks=self._rt._registry.names()
+            )
+        for claim in claims:
+            self._start(claim)
+        claimed = {claim.execution.id for claim in claims}
+        if any(new.id not in claimed for new in executions):
+            self.wake()  # left queued (another was next in line): the dispatcher's turn
+        return record
+
+    def _free_slots(self) -> int:
+        return self._workers - len(self._running) - self._claiming
+
+    @contextmanager
+    def _promised(self, slots: int) -> Iterator[int]:
+        """Hold ``slots`` free slots for a claim in flight, so that two claims (the
+        dispatcher's, a push's) never take more than the pool; a stop waits for them."""
+        self._claiming += slots
+        try:
+            yield slots
+        finally:
+            self._claiming -= slots
+            self._slot_freed.set()
 
     def wake(self, due: float | None = None, *, schedule: bool = False) -> None:
         """Tell the dispatcher that work was added, due at ``due`` (default: now); with
@@ -246,16 +288,16 @@ class Engine:
         if time.monotonic() - self._last_poll >= poll:
             self._last_poll = time.monotonic()
             self._next_due = await self._store.next_due()
-        free = self._workers - len(self._running)
+        free = self._free_slots()
         if free <= 0:
             await self._slot_freed.wait()
             return
         # Claim at most the free slots: a claimed execution is 'running' on this node, and
         # one waiting here for a slot would be delayed for every node.
-        limit = min(free, MAX_CLAIM_BATCH)
-        claims = await self._store.claim(
-            self.node, limit, self._clock.time(), tasks=self._rt._registry.names()
-        )
+        with self._promised(min(free, MAX_CLAIM_BATCH)) as limit:
+            claims = await self._store.claim(
+                self.node, limit, self._clock.time(), tasks=self._rt._registry.names()
+            )
         for claim in claims:
             self._start(claim)
         if len(claims) == limit:

@@ -262,6 +262,25 @@ class Store(Protocol):
         """
         ...
 
+    async def add_job_and_claim(
+        self,
+        job: NewJob,
+        executions: Sequence[NewExecution],
+        node: NodeInfo,
+        limit: int,
+        at: float,
+        *,
+        tasks: Collection[str] | None = None,
+    ) -> tuple[Job, bool, list[Claim]]:
+        """:meth:`add_job`, then :meth:`claim` with the same arguments, in one transaction.
+
+        The runtime that pushes a job which it can run itself saves the claim's round trip.
+        The claim follows every rule of :meth:`claim` (claim order, concurrency limits,
+        ``tasks``): it takes the new executions only if they are next in line. If the key
+        found a live job, nothing is inserted and nothing is claimed.
+        """
+        ...
+
     async def add_executions(
         self, job_id: JobId, executions: Sequence[NewExecution], at: float
     ) -> list[Execution]:

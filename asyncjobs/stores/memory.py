@@ -244,6 +244,21 @@ class MemoryStore:
             self._insert_execution(new)
         return record, True
 
+    async def add_job_and_claim(
+        self,
+        job: NewJob,
+        executions: Sequence[NewExecution],
+        node: NodeInfo,
+        limit: int,
+        at: float,
+        *,
+        tasks: Collection[str] | None = None,
+    ) -> tuple[Job, bool, list[Claim]]:
+        # Atomic like every method here: neither call awaits anything.
+        record, created = await self.add_job(job, executions)
+        claims = await self.claim(node, limit, at, tasks=tasks) if created else []
+        return record, created, claims
+
     async def add_executions(
         self, job_id: JobId, executions: Sequence[NewExecution], at: float
     ) -> list[Execution]:

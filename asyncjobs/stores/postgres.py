@@ -82,6 +82,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection, Sequence
 
     from .._types import ExecutionId, JobId
+    from .base import Finish
 
 T = TypeVar("T")
 _S = ExecutionStatus
@@ -445,6 +446,21 @@ class PostgresStore:
 
     async def add_job(self, job: NewJob, executions: Sequence[NewExecution]) -> tuple[Job, bool]:
         return await self._transact(_add_job, job, executions)
+
+    async def add_job_and_claim(
+        self,
+        job: NewJob,
+        executions: Sequence[NewExecution],
+        node: NodeInfo,
+        limit: int,
+        at: float,
+        *,
+        tasks: Collection[str] | None = None,
+    ) -> tuple[Job, bool, list[Claim]]:
+        known = None if tasks is None else sorted(tasks)
+        return await self._transact(
+            _add_job_and_claim, job, executions, node, limit, at, self.schema, known
+        )
 
     async def add_executions(
         self, job_id: JobId, executions: Sequence[NewExecution], at: float
@@ -923,6 +939,21 @@ async def _set_job_status(
     return _job(row), running
 
 
+async def _add_job_and_claim(
+    tx: _Tx,
+    job: NewJob,
+    executions: Sequence[NewExecution],
+    node: NodeInfo,
+    limit: int,
+    at: float,
+    schema: str,
+    known: list[str] | None,
+) -> tuple[Job, bool, list[Claim]]:
+    record, created = await _add_job(tx, job, executions)
+    claims = await _claim(tx, node, limit, at, schema, known) if created and limit > 0 else []
+    return record, created, claims
+
+
 async def _claim(
     tx: _Tx, node: NodeInfo, limit: int, at: float, schema: str, known: list[str] | None
 ) -> list[Claim]:
@@ -1047,34 +1078,15 @@ async def _write(tx: _Tx, batch: WriteBatch) -> list[bool]:
         ):
             update = updates[execution_id, run]
             tx.progress(update.at, job_id, execution_id, update.progress, _text(update.message))
-    applied: list[bool] = []
     ended_jobs: dict[str, float] = {}
+    ended = await _end_runs(conn, batch.finishes)
     for finish in batch.finishes:
-        check_transition(_S.RUNNING, finish.status)
-        retrying = finish.status == _S.RETRYING
-        row = await conn.fetchrow(
-            "UPDATE executions SET status = $1, result = $2::json, error = $3::json, "
-            "progress = coalesce($4, progress), "
-            "progress_message = coalesce($5, progress_message), ended_at = $6, "
-            "scheduled_for = coalesce($7, scheduled_for), attempt = attempt + $8 "
-            "WHERE id = $9 AND run = $10 AND status = 'running' RETURNING job_id, concurrency",
-            finish.status.value,
-            None if finish.result is None else _dumps(finish.result),
-            None if finish.error is None else _dumps(finish.error.to_json()),
-            finish.progress,
-            None if finish.progress_message is None else _text(finish.progress_message),
-            None if retrying else finish.at,
-            (finish.retry_at if finish.retry_at is not None else finish.at) if retrying else None,
-            1 if retrying and finish.new_attempt else 0,
-            finish.execution_id,
-            finish.run,
-        )
+        row = ended.get((finish.execution_id, finish.run))
         if row is None:
-            applied.append(False)
             continue
-        job_id = row[0]
+        job_id, concurrency = row
         tx.state(finish.at, job_id, finish.execution_id, finish.status.value)
-        if retrying or row[1] is not None:
+        if finish.status == _S.RETRYING or concurrency is not None:
             # A retry is work; so is a freed slot of a limited task, for any node.
             tx.keys.add(WORK)
         if finish.shared:
@@ -1099,9 +1111,49 @@ async def _write(tx: _Tx, batch: WriteBatch) -> list[bool]:
             tx.keys.add(SCHEDULE)
         if finish.status in TERMINAL:
             ended_jobs[job_id] = max(finish.at, ended_jobs.get(job_id, finish.at))
-        applied.append(True)
+    applied = [(f.execution_id, f.run) in ended for f in batch.finishes]
     await _finish_jobs(tx, ended_jobs)
     return applied
+
+
+async def _end_runs(
+    conn: asyncpg.Connection, finishes: Sequence[Finish]
+) -> dict[tuple[str, int], tuple[str, int | None]]:
+    """End the runs of a batch in one statement, each fenced on its run; return the ones
+    that applied: (execution id, run) -> (job id, the step's concurrency limit)."""
+    if not finishes:
+        return {}
+    columns: list[list[Any]] = [[] for _ in range(10)]
+    for finish in finishes:
+        check_transition(_S.RUNNING, finish.status)
+        retrying = finish.status == _S.RETRYING
+        values = (
+            finish.execution_id,
+            finish.run,
+            finish.status.value,
+            None if finish.result is None else _dumps(finish.result),
+            None if finish.error is None else _dumps(finish.error.to_json()),
+            finish.progress,
+            None if finish.progress_message is None else _text(finish.progress_message),
+            None if retrying else finish.at,
+            (finish.retry_at if finish.retry_at is not None else finish.at) if retrying else None,
+            1 if retrying and finish.new_attempt else 0,
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    rows = await conn.fetch(
+        "UPDATE executions e SET status = u.status, result = u.result::json, "
+        "error = u.error::json, progress = coalesce(u.progress, e.progress), "
+        "progress_message = coalesce(u.message, e.progress_message), ended_at = u.ended_at, "
+        "scheduled_for = coalesce(u.retry_at, e.scheduled_for), attempt = e.attempt + u.more "
+        "FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], "
+        "$6::float8[], $7::text[], $8::float8[], $9::float8[], $10::int[]) "
+        "AS u(id, run, status, result, error, progress, message, ended_at, retry_at, more) "
+        "WHERE e.id = u.id AND e.run = u.run AND e.status = 'running' "
+        "RETURNING e.id, e.run, e.job_id, e.concurrency",
+        *columns,
+    )
+    return {(row[0], row[1]): (row[2], row[3]) for row in rows}
 
 
 async def _cancel_execution(

@@ -348,6 +348,19 @@ class SQLiteStore:
     async def add_job(self, job: NewJob, executions: Sequence[NewExecution]) -> tuple[Job, bool]:
         return await self._run(_in_tx, _add_job, job, executions)
 
+    async def add_job_and_claim(
+        self,
+        job: NewJob,
+        executions: Sequence[NewExecution],
+        node: NodeInfo,
+        limit: int,
+        at: float,
+        *,
+        tasks: Collection[str] | None = None,
+    ) -> tuple[Job, bool, list[Claim]]:
+        known = None if tasks is None else _dumps(sorted(tasks))
+        return await self._run(_in_tx, _add_job_and_claim, job, executions, node, limit, at, known)
+
     async def add_executions(
         self, job_id: JobId, executions: Sequence[NewExecution], at: float
     ) -> list[Execution]:
@@ -483,7 +496,7 @@ class SQLiteStore:
     async def next_due(self) -> float | None:
         def run(conn: sqlite3.Connection) -> float | None:
             row = conn.execute(
-                "SELECT min(scheduled_for) FROM executions "
+                "SELECT min(scheduled_for) FROM executions INDEXED BY executions_waiting "
                 "WHERE status IN ('scheduled', 'retrying')"
             ).fetchone()
             return None if row[0] is None else float(row[0])
@@ -751,6 +764,20 @@ def _add_job(
     return _get_job(conn, job.id), True
 
 
+def _add_job_and_claim(
+    conn: sqlite3.Connection,
+    job: NewJob,
+    executions: Sequence[NewExecution],
+    node: NodeInfo,
+    limit: int,
+    at: float,
+    known: str | None,
+) -> tuple[Job, bool, list[Claim]]:
+    record, created = _add_job(conn, job, executions)
+    claims = _claim(conn, node, limit, at, known) if created and limit > 0 else []
+    return record, created, claims
+
+
 def _add_executions(
     conn: sqlite3.Connection, job_id: JobId, executions: Sequence[NewExecution]
 ) -> list[Execution]:
@@ -819,7 +846,7 @@ def _claim(
     conn: sqlite3.Connection, node: NodeInfo, limit: int, at: float, known: str | None
 ) -> list[Claim]:
     promoted = conn.execute(
-        "UPDATE executions SET status = 'queued' "
+        "UPDATE executions INDEXED BY executions_waiting SET status = 'queued' "
         "WHERE status IN ('scheduled', 'retrying') AND scheduled_for <= ? RETURNING job_id, id",
         (at,),
     ).fetchall()

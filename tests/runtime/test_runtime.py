@@ -592,6 +592,57 @@ async def test_resize_changes_concurrency_while_running(store_url: str) -> None:
     assert peak == 3
 
 
+async def test_a_runtime_with_a_free_slot_starts_what_it_pushes_in_the_same_write(
+    store_url: str,
+) -> None:
+    """The push claims for its own node: the execution is running when once() returns, with
+    no dispatcher round trip; with no slot free it is queued and runs when one frees."""
+    rt = make_runtime(store_url, workers=1, poll_interval=30)
+    gate = anyio.Event()
+
+    @rt.task
+    async def hold() -> None:
+        await gate.wait()
+
+    async with rt:
+        first = await rt.once(hold)
+        (ex,) = (await rt.executions.list(job_id=first.id)).items
+        assert ex.status == S.RUNNING and ex.node is not None
+        second = await rt.once(hold)
+        (waiting,) = (await rt.executions.list(job_id=second.id)).items
+        assert waiting.status == S.QUEUED  # the only slot is taken
+        gate.set()
+        with anyio.fail_after(5):
+            assert (await second.wait()).status == S.COMPLETED
+
+
+async def test_concurrent_pushes_never_run_more_than_the_pool(store_url: str) -> None:
+    rt = make_runtime(store_url, workers=3)
+    running = peak = 0
+
+    @rt.task
+    async def brief() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await anyio.sleep(0.02)
+        running -= 1
+
+    async with rt:
+        jobs: list[aj.Job] = []
+
+        async def push() -> None:
+            jobs.append(await rt.once(brief))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(12):
+                tg.start_soon(push)
+        with anyio.fail_after(10):
+            for job in jobs:
+                assert (await job.wait()).status == S.COMPLETED
+    assert peak == 3
+
+
 async def test_start_and_stop_from_different_tasks(store_url: str) -> None:
     # A notebook starts the runtime in one cell and stops it in another.
     rt = make_runtime(store_url)

@@ -395,6 +395,46 @@ async def test_concurrent_claimers_never_exceed_a_concurrency_limit(store: Store
     assert await store.count_executions(ExecutionQuery(status=S.RUNNING)) == 3
 
 
+async def test_add_job_and_claim_claims_in_the_same_transaction_by_the_claim_rules(
+    store: Store,
+) -> None:
+    # Nothing else waits: the new execution is claimed at once, with what its run needs.
+    j = job(shared={"k": 1})
+    e = execution(j)
+    record, created, (claim,) = await store.add_job_and_claim(j, [e], NODE, 1, T0 + 1)
+    assert created and record.id == j.id
+    assert claim.execution.id == e.id and claim.run == 1 and claim.shared == {"k": 1}
+    assert claim.execution.node == NODE.id
+    assert [t.status for t in await store.history(e.id)] == [S.QUEUED, S.RUNNING]
+    # An older execution of the same priority is next in line: it is the one claimed.
+    _, older_e = await add(store, created_at=T0 + 2)
+    j2 = job(created_at=T0 + 3)
+    e2 = execution(j2, at=T0 + 3)
+    _, _, claims = await store.add_job_and_claim(j2, [e2], NODE, 1, T0 + 4)
+    assert [c.execution.id for c in claims] == [older_e.id]
+    assert (await store.get_execution(e2.id)).status == S.QUEUED
+    # The rules of claim() hold: tasks this node does not know, and concurrency limits.
+    theirs = job(spec=StepSpec(task="theirs"), created_at=T0 + 5)
+    _, _, claims = await store.add_job_and_claim(
+        theirs, [execution(theirs, at=T0 + 5)], NODE, 5, T0 + 5, tasks={"t"}
+    )
+    assert [c.execution.id for c in claims] == [e2.id]
+    limited = job(spec=StepSpec(task="limited", concurrency=1), created_at=T0 + 6)
+    batch = [execution(limited, at=T0 + 6, step=i) for i in range(3)]
+    _, _, claims = await store.add_job_and_claim(
+        limited, batch, OTHER, 3, T0 + 6, tasks={"limited"}
+    )
+    assert [c.execution.id for c in claims] == [batch[0].id]
+    # A live key: nothing inserted, nothing claimed.
+    await add(store, key="busy", created_at=T0 + 7)
+    keyed = job(key="busy", created_at=T0 + 8)
+    found, created, claims = await store.add_job_and_claim(
+        keyed, [execution(keyed, at=T0 + 8)], NODE, 10, T0 + 8
+    )
+    assert not created and found.id != keyed.id and claims == []
+    assert await store.count_executions(ExecutionQuery(status=S.QUEUED)) == 4
+
+
 async def test_list_and_count_executions_filter_by_job_status_and_task(store: Store) -> None:
     a, _ = await add(store)
     b = job(spec=StepSpec(task="other"))
