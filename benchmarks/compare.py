@@ -11,7 +11,7 @@ import statistics
 import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -343,6 +343,17 @@ def _targets(
                         "SQLite enqueue+drain", ours, "aiosqlite job loop", _number(cells[0]), 0.5
                     )
                 )
+                if huey:
+                    # Context, not a target: what 3x huey asks of any loop that commits each
+                    # enqueue before returning, measured by the ceiling itself.
+                    context = at_least(
+                        "aiosqlite job loop (ceiling) enqueue+drain",
+                        _number(cells[0]),
+                        "huey SQLite",
+                        huey.enqueue_drain(),
+                        3,
+                    )
+                    out.append(replace(context, goal="(context)", ok=None))
             if huey:
                 out.append(
                     at_least(
@@ -353,16 +364,14 @@ def _targets(
                         3,
                     )
                 )
-            local = {
-                k.split(" (")[0]: f.latency()
+            # The persistent peers: a broker that keeps nothing is no latency peer of a store.
+            stored = {
+                k.split(" (")[0]: f
                 for k, f in results.items()
-                if not k.startswith("asyncjobs")
+                if not k.startswith("asyncjobs") and f.result.contender.persistent
             }
-            remote = {
-                k.split(" (")[0]: f.latency("latency_xproc")
-                for k, f in results.items()
-                if not k.startswith("asyncjobs")
-            }
+            local = {name: f.latency() for name, f in stored.items()}
+            remote = {name: f.latency("latency_xproc") for name, f in stored.items()}
             out += faster_than("SQLite latency p50, in-process", sqlite.latency(), 1, local)
             out += faster_than(
                 "SQLite latency p50, other process", sqlite.latency("latency_xproc"), 5, remote
@@ -378,15 +387,13 @@ def _targets(
                     procr.procs(1),
                     1,
                 )
-                out.append(
-                    Target(one.figure, one.value, one.unit, one.versus, one.ratio, "(none)", None)
-                )
+                out.append(replace(one, goal="(context)", ok=None))
                 out.append(
                     at_least(
                         "PostgreSQL drain, 3 worker processes",
                         ours_pg.procs(3),
-                        "procrastinate, 1 process",
-                        procr.procs(1),
+                        "procrastinate, 3 processes",
+                        procr.procs(3),
                         3,
                     )
                 )

@@ -40,6 +40,8 @@ class Contender:
     figures: tuple[str, ...] = ("enqueue_drain", "e2e", "latency", "latency_xproc")
     procs: tuple[int, ...] = ()
     """Worker-process counts for the ``procs_drain`` figure."""
+    persistent: bool = True
+    """Whether an enqueued job survives the process (taskiq's in-memory broker: no)."""
 
 
 @dataclass
@@ -58,11 +60,11 @@ PG_FIGURES = ("enqueue_drain", "e2e", "latency", "latency_xproc", "procs_drain")
 PEERS = (
     Contender("huey (SQLite)", ("huey",), "peer_huey.py"),
     Contender("procrastinate (PostgreSQL)", ("procrastinate",), "peer_procrastinate.py",
-              "postgres", PG_FIGURES, (1,)),
+              "postgres", PG_FIGURES, (1, 3)),
     Contender("arq (Redis)", ("arq",), "peer_arq.py", "redis"),
     # saq 0.26 imports typing_extensions without declaring it as a dependency.
     Contender("saq (Redis)", ("saq[redis]", "typing_extensions"), "peer_saq.py", "redis"),
-    Contender("taskiq (in-memory broker)", ("taskiq",), "peer_taskiq.py"),
+    Contender("taskiq (in-memory broker)", ("taskiq",), "peer_taskiq.py", persistent=False),
 )  # fmt: skip
 
 ASYNCJOBS = (

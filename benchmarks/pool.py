@@ -14,6 +14,7 @@ task group, at most ``concurrency`` at a time.
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import tempfile
 import time
@@ -123,8 +124,11 @@ async def run(n: int, concurrency: int, runs: int) -> list[tuple[str, float]]:
         ("sqlite (synchronous=full)", sqlite_url),
         ("sqlite (synchronous=normal)", sqlite_normal_url),
     ]
-    for label, factory in factories:
-        for kind, measure in (("drain", asyncjobs_drain), ("e2e", asyncjobs_e2e)):
-            times = [await measure(factory, n, concurrency) for _ in range(runs)]
-            rows.append((f"asyncjobs {label}, {kind}", n / statistics.median(times)))
+    try:
+        for label, factory in factories:
+            for kind, measure in (("drain", asyncjobs_drain), ("e2e", asyncjobs_e2e)):
+                times = [await measure(factory, n, concurrency) for _ in range(runs)]
+                rows.append((f"asyncjobs {label}, {kind}", n / statistics.median(times)))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return rows
