@@ -314,10 +314,10 @@ def _fail_after(timeout: float) -> Any:
 
 
 def _shared_json(shared: Mapping[str, object] | None) -> dict[str, JSON]:
-    from asyncjobs_runner._convert import to_json
-
     if shared is None:
         return {}
+    from asyncjobs_runner._convert import to_json
+
     if not isinstance(shared, Mapping):
         raise ValueError(f"shared must be a mapping of JSON values, got {shared!r}")
     out: dict[str, JSON] = {}

@@ -433,7 +433,8 @@ class Engine:
         claim = running.claim
         execution = claim.execution
         try:
-            await self._call_state_hooks(claim, execution, _S.RUNNING)
+            if hooks := self._claim_hooks(claim, "on_state_change"):
+                await self._call_hooks(claim, hooks, "on_state_change", execution, _S.RUNNING)
             finish = await self._run(running)
             if claim.schedule.get("kind") == "daemon" and finish.status != _S.RETRYING:
                 finish = replace(finish, job=self._daemon_next(claim, finish))
@@ -443,9 +444,14 @@ class Engine:
                     self.completed += 1
                 elif finish.status == _S.FAILED:
                     self.failed += 1
-                await self._call_state_hooks(claim, execution, finish.status)
-                if finish.status == _S.COMPLETED:
-                    await self._call_hooks(claim, "on_complete", execution, finish.result)
+                if hooks := self._claim_hooks(claim, "on_state_change"):
+                    await self._call_hooks(
+                        claim, hooks, "on_state_change", execution, finish.status
+                    )
+                if finish.status == _S.COMPLETED and (
+                    hooks := self._claim_hooks(claim, "on_complete")
+                ):
+                    await self._call_hooks(claim, hooks, "on_complete", execution, finish.result)
             else:
                 logger.warning(
                     "execution %s run %d ended after it was taken over; its outcome was dropped",
@@ -699,15 +705,19 @@ class Engine:
             error = outcome
         return error
 
-    async def _call_state_hooks(self, claim: Claim, execution: Execution, status: _S) -> None:
-        await self._call_hooks(claim, "on_state_change", execution, status)
-
-    async def _call_hooks(self, claim: Claim, name: str, *args: object) -> None:
+    def _claim_hooks(self, claim: Claim, name: str) -> list[Callable[..., Any]]:
+        """The hooks ``name`` of a claim's task and of the runtime (looked up before any
+        await: most executions have none, and the per-execution cost counts)."""
         try:
             task = self._rt._registry.get(claim.spec.task)
         except UnknownTask:
             task = None
-        for hook in self._hooks(task, name):
+        return self._hooks(task, name)
+
+    async def _call_hooks(
+        self, claim: Claim, hooks: list[Callable[..., Any]], name: str, *args: object
+    ) -> None:
+        for hook in hooks:
             try:
                 await _maybe_await(hook(*args))
             except Exception as exc:

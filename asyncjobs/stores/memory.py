@@ -135,6 +135,10 @@ class MemoryStore:
         self._live_keys: dict[str, JobId] = {}
         self._ticks: dict[JobId, set[float]] = {}
         self._seq = 0
+        # What the scheduler and the maintenance loop ask at every poll, kept small rather
+        # than found by walking every job and execution ever stored:
+        self._timed: set[JobId] = set()  # jobs with a next fire time
+        self._cancels: set[ExecutionId] = set()  # executions asked to cancel while running
 
     async def __aenter__(self) -> Self:
         return self
@@ -154,10 +158,9 @@ class MemoryStore:
     def _move(self, row: _Exec, to: ExecutionStatus, at: float) -> None:
         check_transition(row.status, to)
         row.status = to
-        row.history.append(Transition(status=to, at=to_datetime(at)))  # type: ignore[arg-type]
-        self._event(
-            StateChanged, at=to_datetime(at), job_id=row.job_id, execution_id=row.id, status=to
-        )
+        when = _dt(at)
+        row.history.append(Transition(status=to, at=when))
+        self._event(StateChanged, at=when, job_id=row.job_id, execution_id=row.id, status=to)
         if to == _S.QUEUED:
             heapq.heappush(self._queued, (row.priority, row.scheduled_for, row.id))
         elif to in WAITING:
@@ -183,6 +186,7 @@ class MemoryStore:
     def _set_job(self, job: Job, **changes: object) -> Job:
         updated = replace(job, **changes)  # type: ignore[arg-type]
         self._jobs[job.id] = updated
+        self._index_job(updated)
         if (
             job.key is not None
             and updated.status not in (JobStatus.ACTIVE, JobStatus.PAUSED)
@@ -190,6 +194,12 @@ class MemoryStore:
         ):
             del self._live_keys[job.key]
         return updated
+
+    def _index_job(self, job: Job) -> None:
+        if job.next_fire_at is not None and job.status == JobStatus.ACTIVE:
+            self._timed.add(job.id)
+        else:
+            self._timed.discard(job.id)  # paused: back in at resume, which sets it again
 
     def _update_job(self, job_id: JobId, update: JobUpdate, at: float) -> None:
         job = self._jobs[job_id]
@@ -234,6 +244,7 @@ class MemoryStore:
             state=dict(job.state),
         )
         self._jobs[job.id] = record
+        self._index_job(record)
         self._job_order.append(job.id)
         self._job_execs[job.id] = []
         if job.key is not None:
@@ -284,14 +295,9 @@ class MemoryStore:
         )
         self._execs[new.id] = row
         self._job_execs[new.job_id].append(new.id)
-        row.history.append(Transition(status=status, at=_dt(new.created_at)))
-        self._event(
-            StateChanged,
-            at=to_datetime(new.created_at),
-            job_id=row.job_id,
-            execution_id=row.id,
-            status=status,
-        )
+        when = _dt(new.created_at)
+        row.history.append(Transition(status=status, at=when))
+        self._event(StateChanged, at=when, job_id=row.job_id, execution_id=row.id, status=status)
         if status == _S.QUEUED:
             heapq.heappush(self._queued, (row.priority, row.scheduled_for, row.id))
         else:
@@ -345,6 +351,7 @@ class MemoryStore:
                     self._move(row, _S.CANCELLED, at)
                 elif row.status == _S.RUNNING:
                     row.cancel_requested = True
+                    self._cancels.add(eid)
                     running.append(eid)
         job = self._set_job(job, status=status, updated_at=to_datetime(at))
         return job, running
@@ -352,7 +359,7 @@ class MemoryStore:
     async def due_jobs(self, at: float, limit: int) -> list[Job]:
         due = [
             job
-            for job in self._jobs.values()
+            for job in map(self._jobs.__getitem__, self._timed)
             if job.status == JobStatus.ACTIVE
             and job.next_fire_at is not None
             and job.next_fire_at.timestamp() <= at
@@ -363,7 +370,7 @@ class MemoryStore:
     async def next_fire(self) -> float | None:
         times = [
             job.next_fire_at.timestamp()
-            for job in self._jobs.values()
+            for job in map(self._jobs.__getitem__, self._timed)
             if job.status == JobStatus.ACTIVE and job.next_fire_at is not None
         ]
         return min(times, default=None)
@@ -433,6 +440,7 @@ class MemoryStore:
         for eid in gone:
             row = self._execs.pop(eid)
             self._job_execs[row.job_id].remove(eid)
+            self._cancels.discard(eid)
         for job in list(self._jobs.values()):
             if (
                 job.status in (JobStatus.FINISHED, JobStatus.STOPPED, JobStatus.DELETED)
@@ -611,13 +619,18 @@ class MemoryStore:
             self._maybe_finish_job(row.job_id, at)
         elif row.status == _S.RUNNING:
             row.cancel_requested = True
+            self._cancels.add(row.id)
             return row.snapshot(), True
         return row.snapshot(), False
 
     async def cancel_requests(self, node_id: str) -> list[tuple[ExecutionId, int]]:
+        rows = [self._execs[eid] for eid in self._cancels]
+        self._cancels.difference_update(
+            row.id for row in rows if row.status != _S.RUNNING or not row.cancel_requested
+        )
         return [
             (row.id, row.run)
-            for row in self._execs.values()
+            for row in rows
             if row.status == _S.RUNNING and row.node == node_id and row.cancel_requested
         ]
 

@@ -112,11 +112,16 @@ def _fail(path: str, annotation: object, value: object) -> BindError:
     )
 
 
+_PLAIN = frozenset({int, float, str, bool})
+
+
 def from_json(value: JSON, annotation: object, *, path: str = "value") -> object:
     """Return the JSON ``value`` converted to the type ``annotation`` names.
 
     :raises BindError: naming the path, the expected type and the value
     """
+    if type(value) is annotation and annotation in _PLAIN:
+        return value  # the common case, first: an int for an int...
     if annotation in (inspect.Parameter.empty, Any, object):
         return value
     if annotation is None or annotation is type(None):
