@@ -15,7 +15,7 @@ from asyncjobs._models import StepSpec
 from asyncjobs._types import ExecutionId, JobId, new_id
 from asyncjobs.stores import JobQuery, NewExecution, NewJob, NodeInfo, PostgresStore, open_store
 from asyncjobs.stores.base import WORK
-from asyncjobs.stores.postgres import split_url
+from asyncjobs.stores.postgres import SCHEMA_VERSION, split_url
 from tests.pg import free_port
 
 if TYPE_CHECKING:
@@ -101,9 +101,28 @@ async def test_the_store_lives_in_its_own_versioned_schema(pg_server: PostgresSe
     tables = await _sql(pg_server, f"SELECT tablename FROM pg_tables WHERE schemaname = '{name}'")
     assert {"jobs", "executions", "events", "ticks", "asyncjobs_meta"} <= {r[0] for r in tables}
     (version,) = await _sql(pg_server, f"SELECT value FROM {name}.asyncjobs_meta")
-    assert version[0] == "1"
+    assert version[0] == str(SCHEMA_VERSION)
     async with open_store(url) as again:  # reopening migrates nothing and keeps the rows
         assert await again.count_jobs(JobQuery()) == 1
+
+
+async def test_a_version_1_schema_is_migrated_and_keeps_its_rows(pg_server: PostgresServer) -> None:
+    name = _fresh()
+    url = pg_server.url(schema=name)
+    async with open_store(url) as store:
+        await store.add_job(*_job_with(2))
+    # As a version-1 store left it: without the index of version 2.
+    await _sql(
+        pg_server,
+        f"DROP INDEX {name}.executions_limited",
+        f"UPDATE {name}.asyncjobs_meta SET value = '1'",
+    )
+    async with open_store(url) as store:
+        assert await store.count_jobs(JobQuery()) == 1
+    indexes = await _sql(pg_server, f"SELECT indexname FROM pg_indexes WHERE schemaname = '{name}'")
+    assert "executions_limited" in {r[0] for r in indexes}
+    (version,) = await _sql(pg_server, f"SELECT value FROM {name}.asyncjobs_meta")
+    assert version[0] == str(SCHEMA_VERSION)
 
 
 async def test_a_newer_schema_is_refused_untouched(pg_server: PostgresServer) -> None:
@@ -112,7 +131,9 @@ async def test_a_newer_schema_is_refused_untouched(pg_server: PostgresServer) ->
     async with open_store(url):
         pass
     await _sql(pg_server, f"UPDATE {name}.asyncjobs_meta SET value = '99'")
-    with pytest.raises(SchemaVersionError, match="version 99, newer than this code's 1"):
+    with pytest.raises(
+        SchemaVersionError, match=f"version 99, newer than this code's {SCHEMA_VERSION}"
+    ):
         async with open_store(url):
             pass
     (version,) = await _sql(pg_server, f"SELECT value FROM {name}.asyncjobs_meta")
