@@ -285,9 +285,6 @@ class Engine:
 
     async def _dispatch_once(self, poll: float) -> None:
         """Claim what fits in the free slots, or wait until something may be due."""
-        if time.monotonic() - self._last_poll >= poll:
-            self._last_poll = time.monotonic()
-            self._next_due = await self._store.next_due()
         free = self._free_slots()
         if free <= 0:
             await self._slot_freed.wait()
@@ -304,11 +301,12 @@ class Engine:
             await anyio.lowlevel.checkpoint()
             return
         # What is due next is known from our own pushes, and re-read from the store at each
-        # poll (other processes add work too); not after every local wake-up, which would
-        # cost a store round trip per enqueued job.
+        # poll (other processes add work too) and once what was due is claimed; not after
+        # every wake-up, which would cost a store round trip per enqueued job, and after the
+        # claim, not before it: work another process just added starts one round trip sooner.
         now = self._clock.time()
-        if self._next_due is not None and self._next_due <= now:
-            # The claim just promoted what was due; ask what comes after it.
+        expired = time.monotonic() - self._last_poll >= poll
+        if expired or (self._next_due is not None and self._next_due <= now):
             self._last_poll = time.monotonic()
             self._next_due = await self._store.next_due()
         due = self._next_due

@@ -963,8 +963,7 @@ async def _add_job_and_claim(
 
 
 _BY_INDEX = (
-    "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; "
-    "SET LOCAL enable_sort = off"
+    "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"
 )
 """For the claim's and the finishes' transactions: walk the indexes. Their tables change
 faster than autovacuum's statistics follow (a new schema has none for its first minute), and

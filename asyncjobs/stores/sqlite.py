@@ -16,13 +16,15 @@ How it is built, and why:
 * **Versioned schema**: a meta table holds the schema version; newer-than-code or foreign
   databases are refused untouched.
 * **Other processes are noticed in milliseconds.** SQLite has no notifications, but in WAL
-  mode every commit, from any process, writes to the ``-wal`` file. A watcher thread
-  stats it every :data:`WATCH_INTERVAL` seconds and wakes the engine when its size,
-  time or inode move; after each of its own commits the store records them, so it is not
-  woken by itself (a lock keeps the watcher from looking between a commit of ours and that
-  record: it would take our commit for another process's, and wake every loop for nothing). A change it misses (two commits in one clock tick that leave the same
-  size) is found by the engine's slow poll. Never ``open()`` a database's files beside
-  SQLite: closing any descriptor of a file drops every POSIX lock the process holds on it,
+  mode every commit, from any process, writes to the ``-wal`` file. A watcher thread wakes
+  at each write to it (inotify on Linux; elsewhere it stats the file every
+  :data:`WATCH_INTERVAL` seconds) and wakes the engine when its size, time or inode moved.
+  After each of its own commits the store records them, so it is not woken by itself (a
+  lock keeps the watcher from looking between a commit of ours and that record: it would
+  take our commit for another process's, and wake every loop for nothing). A change it
+  misses (two commits in one clock tick that leave the same size) is found by the engine's
+  slow poll. The watch is on the folder: never ``open()`` a database's files beside SQLite,
+  since closing any descriptor of a file drops every POSIX lock the process holds on it,
   SQLite's included, and that corrupts the database.
 """
 
@@ -34,6 +36,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -62,6 +65,7 @@ from ._common import (
     job_from_row as _job,
     loads as _loads,
 )
+from ._filewatch import FileWrites
 from .base import (
     EVERYTHING,
     Claim,
@@ -85,9 +89,14 @@ T = TypeVar("T")
 _S = ExecutionStatus
 logger = logging.getLogger("asyncjobs.stores.sqlite")
 WATCH_INTERVAL = 0.002
-"""Seconds between two looks at the ``-wal`` file (see the module docstring)."""
+"""Seconds between two looks at the ``-wal`` file without inotify (see the module docstring);
+with it, the least time between two wake-ups."""
+WATCH_FALLBACK = 0.02
+"""Seconds between two looks with inotify, for a write whose event was missed."""
 SCHEMA_VERSION = 2
 _BUSY_RETRIES = 50
+_BUSY_MS = 5000  # how long a statement waits for another process's lock
+_BUSY_SECONDS = _BUSY_MS / 1000
 
 _EXEC_COLUMNS = (
     "id, job_id, step, spec, status, priority, attempt, progress, progress_message, result, "
@@ -111,7 +120,7 @@ _TERMINAL_SQL = "('completed', 'failed', 'cancelled')"
 
 def _in_tx(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(conn, *args)`` in one write transaction (on the connection's thread)."""
-    conn.execute("BEGIN IMMEDIATE")
+    _begin_immediate(conn)
     try:
         result = fn(conn, *args)
     except BaseException:
@@ -119,6 +128,27 @@ def _in_tx(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
         raise
     conn.execute("COMMIT")
     return result
+
+
+def _begin_immediate(conn: sqlite3.Connection) -> None:
+    """``BEGIN IMMEDIATE``, waiting for another process's write lock in steps of 0.1 ms and
+    up, not SQLite's own 1, 2, 5 ms...: a claim woken by another process's commit asks for
+    the lock while that commit still holds it, and would sleep a whole millisecond or three
+    past its end. After :data:`_BUSY_SECONDS`, ``database is locked`` as SQLite would say."""
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        delay, deadline = 0.0001, time.monotonic() + _BUSY_SECONDS
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)  # on the connection's own thread, as SQLite's handler sleeps
+            delay = min(delay * 2, 0.005)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
 
 
 def _in_read(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
@@ -160,6 +190,7 @@ class SQLiteStore:
         self._seen = (0, 0, 0)  # the -wal file after our last commit (or look)
         self._seen_lock = threading.Lock()  # held by a write and its record, or by a look
         self._watch_loop: asyncio.AbstractEventLoop | None = None
+        self._watch_writes: FileWrites | None = None
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -211,7 +242,10 @@ class SQLiteStore:
         self._watchers.clear()
         if stop is not None and thread is not None:
             stop.set()
+            if self._watch_writes is not None:
+                self._watch_writes.wake()
             await anyio.to_thread.run_sync(thread.join)
+        self._watch_writes = None
         if self._db is not None:
             db, self._db = self._db, None
             await db.close()
@@ -258,22 +292,34 @@ class SQLiteStore:
         self._watch_loop = asyncio.get_running_loop()
         self._watch_stop = stop = threading.Event()
         self._seen = await anyio.to_thread.run_sync(self._wal_state)
+        writes = await anyio.to_thread.run_sync(FileWrites, Path(f"{self.path}-wal"))
+        self._watch_writes = writes
+        # With inotify a write wakes the watcher at once and the poll is only a safety net.
+        poll = WATCH_INTERVAL if not writes.precise else WATCH_FALLBACK
 
         def look() -> None:
             settle = False
-            while not stop.wait(WATCH_INTERVAL):
-                with self._seen_lock:
-                    state = self._wal_state()
-                    changed = state != self._seen
-                    self._seen = state
-                if changed:
-                    self._foreign_change()
-                    settle = True
-                elif settle:
-                    # The -wal file grows as a commit writes its frames, a moment before the
-                    # commit is visible to readers: tell once more when it has settled.
-                    settle = False
-                    self._foreign_change()
+            try:
+                while not stop.is_set():
+                    # After a change, look again soon even with no write: see below.
+                    writes.wait(WATCH_INTERVAL if settle else poll)
+                    if stop.is_set():
+                        break
+                    with self._seen_lock:
+                        state = self._wal_state()
+                        changed = state != self._seen
+                        self._seen = state
+                    if changed:
+                        self._foreign_change()
+                        settle = True
+                        stop.wait(WATCH_INTERVAL)  # at most one wake-up per interval
+                    elif settle:
+                        # The -wal file grows as a commit writes its frames, a moment before
+                        # the commit is visible to readers: tell once more when it settled.
+                        settle = False
+                        self._foreign_change()
+            finally:
+                writes.close()
 
         self._watch_thread = threading.Thread(target=look, name="asyncjobs sqlite watch")
         self._watch_thread.daemon = True
@@ -314,7 +360,7 @@ class SQLiteStore:
                 f"{str(self.path)!r} has asyncjobs schema version {version}, newer than this "
                 f"code's {SCHEMA_VERSION}; upgrade asyncjobs (the file was left untouched)"
             )
-        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")

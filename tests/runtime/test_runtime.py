@@ -605,6 +605,9 @@ async def test_a_runtime_with_a_free_slot_starts_what_it_pushes_in_the_same_writ
         await gate.wait()
 
     async with rt:
+        # Let the dispatcher's first claim end: a push made while a claim holds the free
+        # slots leaves its execution to the dispatcher (which the long poll would delay).
+        await anyio.sleep(0.2)
         first = await rt.once(hold)
         (ex,) = (await rt.executions.list(job_id=first.id)).items
         assert ex.status == S.RUNNING and ex.node is not None
