@@ -50,9 +50,21 @@ def now() -> float:
     return time.time()
 
 
+_last_datetime = (math.nan, datetime.fromtimestamp(0, UTC))
+
+
 def to_datetime(seconds: float | None) -> datetime | None:
     """Return Unix ``seconds`` as an aware UTC datetime (``None`` stays ``None``)."""
-    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+    global _last_datetime
+    if seconds is None:
+        return None
+    # One instant is often asked for several times in a row (a claim's rows share their
+    # start); datetimes are immutable, so the last one is shared.
+    last, value = _last_datetime
+    if seconds != last:
+        value = datetime.fromtimestamp(seconds, UTC)
+        _last_datetime = (seconds, value)
+    return value
 
 
 def from_datetime(value: datetime) -> float:
