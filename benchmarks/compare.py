@@ -183,10 +183,11 @@ def run(args: argparse.Namespace, suites: set[str]) -> None:
     }
     contenders: list[peers.Contender] = []
     if "peers" in suites:
-        contenders += [peers.ASYNCJOBS[0], peers.ASYNCJOBS[1]]
+        contenders += [a for a in peers.ASYNCJOBS if a.server != "postgres"]
         contenders += [p for p in peers.PEERS if p.server != "postgres"]
     if "postgres" in suites:
-        contenders += [peers.ASYNCJOBS[2], *(p for p in peers.PEERS if p.server == "postgres")]
+        contenders += [a for a in peers.ASYNCJOBS if a.server == "postgres"]
+        contenders += [p for p in peers.PEERS if p.server == "postgres"]
     urls: dict[str, str | None] = {}
     versions: list[str] = []
     results: dict[str, Figures] = {}

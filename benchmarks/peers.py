@@ -70,6 +70,9 @@ PEERS = (
 ASYNCJOBS = (
     Contender("asyncjobs memory", driver="memory://"),
     Contender("asyncjobs SQLite", driver="sqlite"),
+    # Not a target: what the store's one durability option buys (WAL without an fsync per
+    # commit: a power loss may take the last commits, a crash of the process never does).
+    Contender("asyncjobs SQLite, synchronous=normal", driver="sqlite?synchronous=normal"),
     Contender("asyncjobs PostgreSQL", driver="postgresql", server="postgres",
               figures=PG_FIGURES, procs=(1, 3)),
 )  # fmt: skip

@@ -2,7 +2,7 @@
 
 Run as ``python -m benchmarks.drivers.asyncjobs_driver --url memory://|sqlite|postgresql://...``
 from the repository root, in the project's own environment. ``--url sqlite`` makes a new
-file in ``--dir`` per run; a ``postgresql://`` URL gets a new schema per run.
+file in ``--dir`` per run (``sqlite?synchronous=normal``: with that option); a ``postgresql://`` URL gets a new schema per run.
 
 The runtimes are built as a user would: ``aj.Runtime(url, workers=c)`` with the default poll
 interval and no system jobs. Enqueues go through ``rt.once``; while a worker runs in this
@@ -62,8 +62,10 @@ class AsyncjobsPeer:
         if self.kind == "memory://":
             self._memory = MemoryStore()
             self.location = "memory://"
-        elif self.kind == "sqlite":
+        elif self.kind.startswith("sqlite"):  # "sqlite" or "sqlite?synchronous=normal"
+            _, _, options = self.kind.partition("?")
             self.location = f"sqlite:///{self.workdir / f'asyncjobs-{tag}.db'}"
+            self.location += f"?{options}" if options else ""
         else:
             separator = "&" if "?" in self.kind else "?"
             self.location = f"{self.kind}{separator}schema=b_{tag}"
