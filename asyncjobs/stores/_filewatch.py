@@ -69,7 +69,8 @@ class FileWrites:
             os.write(self._wake_w, b"x")
 
     def close(self) -> None:
-        """Release the descriptors (after the waiting thread is done)."""
+        """Release the descriptors, once the waiting thread is done and nothing will
+        :meth:`wake` it any more (a closed descriptor's number is soon another file's)."""
         for fd in (self._wake_r, self._wake_w, self._inotify):
             if fd >= 0:
                 os.close(fd)

@@ -240,12 +240,14 @@ class SQLiteStore:
         stop, thread = self._watch_stop, self._watch_thread
         self._watch_stop = self._watch_thread = self._watch_loop = None
         self._watchers.clear()
+        writes, self._watch_writes = self._watch_writes, None
         if stop is not None and thread is not None:
             stop.set()
-            if self._watch_writes is not None:
-                self._watch_writes.wake()
+            if writes is not None:
+                writes.wake()
             await anyio.to_thread.run_sync(thread.join)
-        self._watch_writes = None
+        if writes is not None:
+            writes.close()  # once the thread is done: no wake() can write to a reused fd
         if self._db is not None:
             db, self._db = self._db, None
             await db.close()
@@ -299,27 +301,24 @@ class SQLiteStore:
 
         def look() -> None:
             settle = False
-            try:
-                while not stop.is_set():
-                    # After a change, look again soon even with no write: see below.
-                    writes.wait(WATCH_INTERVAL if settle else poll)
-                    if stop.is_set():
-                        break
-                    with self._seen_lock:
-                        state = self._wal_state()
-                        changed = state != self._seen
-                        self._seen = state
-                    if changed:
-                        self._foreign_change()
-                        settle = True
-                        stop.wait(WATCH_INTERVAL)  # at most one wake-up per interval
-                    elif settle:
-                        # The -wal file grows as a commit writes its frames, a moment before
-                        # the commit is visible to readers: tell once more when it settled.
-                        settle = False
-                        self._foreign_change()
-            finally:
-                writes.close()
+            while not stop.is_set():
+                # After a change, look again soon even with no write: see below.
+                writes.wait(WATCH_INTERVAL if settle else poll)
+                if stop.is_set():
+                    break
+                with self._seen_lock:
+                    state = self._wal_state()
+                    changed = state != self._seen
+                    self._seen = state
+                if changed:
+                    self._foreign_change()
+                    settle = True
+                    stop.wait(WATCH_INTERVAL)  # at most one wake-up per interval
+                elif settle:
+                    # The -wal file grows as a commit writes its frames, a moment before the
+                    # commit is visible to readers: tell once more when it has settled.
+                    settle = False
+                    self._foreign_change()
 
         self._watch_thread = threading.Thread(target=look, name="asyncjobs sqlite watch")
         self._watch_thread.daemon = True
