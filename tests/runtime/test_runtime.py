@@ -646,6 +646,23 @@ async def test_concurrent_pushes_never_run_more_than_the_pool(store_url: str) ->
     assert peak == 3
 
 
+async def test_a_stop_does_not_wait_out_its_timeout_for_a_claim_in_flight(
+    store_url: str,
+) -> None:
+    # The dispatcher claims at every poll; a stop must not take a claim that was in flight
+    # when it began for a running execution (it once waited the whole shutdown_timeout).
+    rt = make_runtime(store_url, poll_interval=0.001, shutdown_timeout=30)
+
+    @rt.task
+    async def noop() -> None: ...
+
+    for _ in range(3):
+        await rt.start()
+        await anyio.sleep(0.05)
+        with anyio.fail_after(5):
+            await rt.stop()
+
+
 async def test_start_and_stop_from_different_tasks(store_url: str) -> None:
     # A notebook starts the runtime in one cell and stops it in another.
     rt = make_runtime(store_url)
