@@ -9,7 +9,9 @@ Three loops run in one task group, each a named task that says when it is ready:
   task, not one of the task group's: it gets its own copy of the context (what one job sets
   in a context variable does not leak into the next), and costs half of what the task
   group's ``start_soon`` does, which decides the in-memory throughput. The engine keeps
-  them in ``_running`` and cancels what is left of them when it stops;
+  them in ``_running`` and cancels what is left of them when it stops. A job this runtime
+  pushes while it has free slots is claimed in the push's own transaction
+  (:meth:`Engine.add_job`); slots promised to claims in flight count as taken;
 * the **maintenance** loop heartbeats this node, picks up cancel requests made elsewhere, and
   recovers the executions of nodes that died.
 
