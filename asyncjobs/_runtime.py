@@ -415,7 +415,7 @@ class Runtime:
         """
         job = self.job(
             name,
-            schedule=Once(at=at, after=after, tz=tz),
+            schedule=_NOW if at is None and after is None else Once(at=at, after=after, tz=tz),
             category=category,
             priority=priority,
             shared=shared,
@@ -717,6 +717,9 @@ class Runtime:
 
     async def _cancel_local(self, execution_id: str) -> bool:
         return self._engine is not None and await self._engine.cancel_local(execution_id)
+
+
+_NOW = Once()  # frozen: one instance serves every rt.once(...) without at= or after=
 
 
 def _seconds(value: float | timedelta, name: str, *, positive: bool = False) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from asyncjobs_runner._convert import BindError, bind, is_context_annotation, to_json
 from asyncjobs_runner._target import TargetError, target_of
@@ -286,6 +286,9 @@ class Registry:
         return tuple(self._by_name)
 
 
+_PLAIN = frozenset({int, str, bool, type(None)})  # JSON as they are (a float may be NaN)
+
+
 def encode_arguments(
     task: TaskDef, args: Sequence[object], kwargs: Mapping[str, object] | None
 ) -> tuple[tuple[JSON, ...], dict[str, JSON]]:
@@ -296,7 +299,10 @@ def encode_arguments(
     if kwargs is not None and not isinstance(kwargs, Mapping):
         raise InvalidArguments(task.name, None, f"kwargs must be a mapping, got {kwargs!r}")
     try:
-        json_args = tuple(to_json(value, path=f"args[{i}]") for i, value in enumerate(args))
+        json_args = tuple(
+            cast("JSON", value) if type(value) in _PLAIN else to_json(value, path=f"args[{i}]")
+            for i, value in enumerate(args)
+        )
         json_kwargs: dict[str, JSON] = {}
         for key, value in (kwargs or {}).items():
             if not isinstance(key, str):

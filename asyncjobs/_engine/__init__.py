@@ -433,7 +433,12 @@ class Engine:
         claim = running.claim
         execution = claim.execution
         try:
-            if hooks := self._claim_hooks(claim, "on_state_change"):
+            task = self._rt._registry.get(claim.spec.task)
+        except UnknownTask:
+            task = None  # a command, or a task this node lost: no task hooks
+        try:
+            # Hooks are looked up before any await: most executions have none.
+            if hooks := self._hooks(task, "on_state_change"):
                 await self._call_hooks(claim, hooks, "on_state_change", execution, _S.RUNNING)
             finish = await self._run(running)
             if claim.schedule.get("kind") == "daemon" and finish.status != _S.RETRYING:
@@ -444,13 +449,11 @@ class Engine:
                     self.completed += 1
                 elif finish.status == _S.FAILED:
                     self.failed += 1
-                if hooks := self._claim_hooks(claim, "on_state_change"):
+                if hooks := self._hooks(task, "on_state_change"):
                     await self._call_hooks(
                         claim, hooks, "on_state_change", execution, finish.status
                     )
-                if finish.status == _S.COMPLETED and (
-                    hooks := self._claim_hooks(claim, "on_complete")
-                ):
+                if finish.status == _S.COMPLETED and (hooks := self._hooks(task, "on_complete")):
                     await self._call_hooks(claim, hooks, "on_complete", execution, finish.result)
             else:
                 logger.warning(
@@ -704,15 +707,6 @@ class Engine:
                 raise TypeError(f"on_terminate must return an exception or None, got {outcome!r}")
             error = outcome
         return error
-
-    def _claim_hooks(self, claim: Claim, name: str) -> list[Callable[..., Any]]:
-        """The hooks ``name`` of a claim's task and of the runtime (looked up before any
-        await: most executions have none, and the per-execution cost counts)."""
-        try:
-            task = self._rt._registry.get(claim.spec.task)
-        except UnknownTask:
-            task = None
-        return self._hooks(task, name)
 
     async def _call_hooks(
         self, claim: Claim, hooks: list[Callable[..., Any]], name: str, *args: object

@@ -249,8 +249,9 @@ class MemoryStore:
         self._job_execs[job.id] = []
         if job.key is not None:
             self._live_keys[job.key] = job.id
-        for name in _common.category_chain(job.category):
-            self._categories.setdefault(name, job.created_at)
+        if job.category not in self._categories:  # its parents then exist too
+            for name in _common.category_chain(job.category):
+                self._categories.setdefault(name, job.created_at)
         for new in executions:
             self._insert_execution(new)
         return record, True
