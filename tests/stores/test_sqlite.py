@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
+import threading
+import time
 from pathlib import Path
 
 import anyio
@@ -15,7 +17,15 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from asyncjobs import ExecutionStatus, InvalidStoreURL, SchemaVersionError, StoreError
 from asyncjobs._models import StepSpec
 from asyncjobs._types import ExecutionId, JobId, new_id
-from asyncjobs.stores import ExecutionQuery, NewExecution, NewJob, NodeInfo, open_store
+from asyncjobs.stores import (
+    ExecutionQuery,
+    JobQuery,
+    NewExecution,
+    NewJob,
+    NodeInfo,
+    open_store,
+    sqlite as sqlite_store,
+)
 from asyncjobs.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 
 pytestmark = pytest.mark.anyio
@@ -193,9 +203,54 @@ async def test_two_stores_on_one_file_claim_each_execution_once(tmp_path: Path) 
     assert sorted(claimed) == sorted(e.id for e in executions)
 
 
+def _hold_write_lock(path: Path) -> tuple[threading.Event, threading.Event, threading.Thread]:
+    """Another connection takes the write lock and keeps it until ``release`` is set."""
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        held.set()
+        release.wait(10)
+        conn.execute("COMMIT")
+        conn.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    return held, release, thread
+
+
+async def test_a_write_waits_for_another_writer_then_gives_up_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "locked.db"
+    async with SQLiteStore(path) as store:
+        held, release, thread = _hold_write_lock(path)
+        await anyio.to_thread.run_sync(held.wait)
+        timer = threading.Timer(0.2, release.set)
+        timer.start()
+        start = time.monotonic()
+        await store.add_job(*_job_with(1))  # waits for the lock, then writes
+        assert time.monotonic() - start >= 0.15
+        await anyio.to_thread.run_sync(thread.join)
+        # Held past the wait (shortened here) and every retry: an error that names the file.
+        monkeypatch.setattr(sqlite_store, "_BUSY_SECONDS", 0.02)
+        monkeypatch.setattr(sqlite_store, "_BUSY_RETRIES", 2)
+        held, release, thread = _hold_write_lock(path)
+        await anyio.to_thread.run_sync(held.wait)
+        try:
+            with pytest.raises(StoreError, match=r"locked\.db stayed locked by another process"):
+                await store.add_job(*_job_with(1))
+        finally:
+            release.set()
+            await anyio.to_thread.run_sync(thread.join)
+        assert len((await store.list_jobs(JobQuery())).items) == 1  # the refused one is not in
+
+
 CLAIMER = """
 import sys, anyio
 from asyncjobs.stores import NodeInfo
+from asyncjobs.stores import sqlite as sqlite_store
 from asyncjobs.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 
 async def main(path):
