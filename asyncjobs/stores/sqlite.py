@@ -7,6 +7,12 @@ How it is built, and why:
   of finishes is many statements. So each store method is a plain function over the
   :mod:`sqlite3` connection that :meth:`SQLiteStore._run` sends to aiosqlite's thread as one
   unit: one hop per transaction, whatever it holds.
+* **Group commit.** Writes that arrive while a transaction is on the thread go together in
+  the next one, each in a savepoint of its own, and share its commit (most of a write's
+  cost, with ``synchronous=FULL``'s fsync): a runtime that enqueues while its executions
+  finish, or many requests that enqueue at once, pay for one commit, not one each. A write
+  that fails is undone alone; each caller returns once the commit that holds its write is
+  done.
 * **Writes start with** ``BEGIN IMMEDIATE``: the write lock is taken up front, so a
   transaction never fails half-way with ``SQLITE_BUSY_SNAPSHOT``; ``busy_timeout`` makes
   other processes wait for the lock, and :meth:`_run` retries what is still busy, so
@@ -32,6 +38,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import functools
 import logging
 import os
 import sqlite3
@@ -81,7 +89,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Sequence
+    from collections.abc import Awaitable, Callable, Collection, Sequence
 
     from .._types import ExecutionId, JobId
 
@@ -118,16 +126,51 @@ _WAITING_SQL = "('scheduled', 'queued', 'retrying')"
 _TERMINAL_SQL = "('completed', 'failed', 'cancelled')"
 
 
+_Outcome = tuple[bool, Any]  # (True, result) or (False, the exception raised)
+
+
+class _Write:
+    """A write waiting for its group (see :meth:`SQLiteStore._tx`)."""
+
+    __slots__ = ("args", "fn", "future")
+
+    def __init__(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], future: asyncio.Future[Any]
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.future = future
+
+
 def _in_tx(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(conn, *args)`` in one write transaction (on the connection's thread)."""
     _begin_immediate(conn)
     try:
         result = fn(conn, *args)
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
     return result
+
+
+def _in_savepoint(
+    conn: sqlite3.Connection, fn: Callable[..., Any], args: tuple[Any, ...]
+) -> _Outcome:
+    """Run ``fn(conn, *args)`` inside a transaction, undoing just its own writes if it raises."""
+    conn.execute("SAVEPOINT write")
+    try:
+        result = fn(conn, *args)
+    except Exception as exc:
+        try:
+            conn.execute("ROLLBACK TO write")
+            conn.execute("RELEASE write")
+        except sqlite3.Error:
+            raise exc from None  # SQLite undid the whole transaction: the group fails with it
+        return False, exc
+    conn.execute("RELEASE write")
+    return True, result
 
 
 def _begin_immediate(conn: sqlite3.Connection) -> None:
@@ -191,33 +234,136 @@ class SQLiteStore:
         self._seen_lock = threading.Lock()  # held by a write and its record, or by a look
         self._watch_loop: asyncio.AbstractEventLoop | None = None
         self._watch_writes: FileWrites | None = None
+        self._writes: list[_Write] = []  # waiting for the next group (see _tx)
+        self._writing = False  # a group is on the thread, or about to be sent
 
     # -- plumbing ------------------------------------------------------------------------
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` on the connection's thread, retrying while the file is busy."""
+    def _open_db(self) -> aiosqlite.Connection:
         db = self._db
-        if db is None:
+        if db is None or not db._running:
             raise StoreError(f"the SQLite store {self.url} is not open; use 'async with'")
-        for attempt in range(_BUSY_RETRIES):
+        return db
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` on the connection's thread: a read, or a write of its own
+        (:meth:`_tx` is the way to write), retrying while the file is busy."""
+        return await self._retrying(self._hop, fn, args)
+
+    async def _tx(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in a write transaction, retrying while the file is busy.
+
+        Group commit: writes that arrive while a transaction is on the thread wait for it,
+        then go together in the next one, each in a savepoint of its own (one that raises is
+        rolled back alone and its caller gets the error). A caller returns once the commit
+        that holds its write is done, as with one transaction each; but a commit, fsync and
+        all, is most of a write's cost, and a runtime that enqueues while its executions
+        finish, or many requests enqueuing at once, share it."""
+        return await self._retrying(self._grouped, fn, args)
+
+    async def _retrying(
+        self,
+        attempt: Callable[[Callable[..., T], tuple[Any, ...]], Awaitable[T]],
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+    ) -> T:
+        for number in range(_BUSY_RETRIES):
             try:
-                # aiosqlite has no public "run this function on your thread"; _execute is that,
-                # and is how its own methods work. One hop per transaction is the point.
-                return await db._execute(self._call, fn, db._conn, *args)  # type: ignore[no-untyped-call,no-any-return]
+                return await attempt(fn, args)
             except sqlite3.OperationalError as exc:
                 message = str(exc)
                 if "locked" not in message and "busy" not in message:
                     raise StoreError(f"SQLite error on {self.url}: {message}") from exc
-                if attempt == _BUSY_RETRIES - 1:
+                if number == _BUSY_RETRIES - 1:
                     raise StoreError(
                         f"the SQLite file {self.path} stayed locked by another process"
                     ) from exc
-                import anyio
-
-                await anyio.sleep(min(0.01 * (attempt + 1), 0.2))
+                await anyio.sleep(min(0.01 * (number + 1), 0.2))
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"SQLite error on {self.url}: {exc}") from exc
         raise AssertionError("unreachable")
+
+    async def _hop(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        db = self._open_db()
+        # aiosqlite has no public "run this function on your thread"; _execute is that,
+        # and is how its own methods work. One hop per transaction is the point.
+        return await db._execute(fn, db._conn, *args)  # type: ignore[no-untyped-call,no-any-return]
+
+    async def _grouped(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        self._open_db()
+        write = _Write(fn, args, asyncio.get_running_loop().create_future())
+        self._writes.append(write)
+        if not self._writing:
+            self._flush()
+        return await write.future  # type: ignore[no-any-return]
+
+    def _flush(self) -> None:
+        """Send the writes waiting (those whose callers still wait) to the thread as one
+        transaction; :meth:`_flushed` answers them and sends the next group."""
+        writes = [write for write in self._writes if not write.future.done()]
+        self._writes = []
+        self._writing = bool(writes)
+        if not writes:
+            return
+        try:
+            db = self._open_db()
+        except StoreError as exc:
+            self._writing = False
+            for write in writes:
+                write.future.set_exception(StoreError(str(exc)))
+            return
+        hop = asyncio.get_running_loop().create_future()
+        hop.add_done_callback(functools.partial(self._flushed, writes))
+        work = [(write.fn, write.args) for write in writes]
+        # What _execute does, without a coroutine to await: the worker runs the function
+        # and resolves the future on this loop.
+        db._tx.put_nowait((hop, functools.partial(self._commit_group, db._conn, work)))
+
+    def _flushed(self, writes: list[_Write], hop: asyncio.Future[list[_Outcome]]) -> None:
+        error = hop.exception()
+        outcomes = hop.result() if error is None else [(False, error)] * len(writes)
+        for index, (write, (ok, value)) in enumerate(zip(writes, outcomes, strict=True)):
+            if write.future.done():  # its caller was cancelled: the write was done anyway
+                continue
+            if ok:
+                write.future.set_result(value)
+            else:  # one exception object per caller: each raise adds to its traceback
+                write.future.set_exception(value if index == 0 else copy.copy(value))
+        # Not at once: the callers just answered run first, and what they write next (an
+        # application's next enqueue, say) joins the writes that waited meanwhile.
+        if self._writes:
+            asyncio.get_running_loop().call_soon(self._flush)
+        else:
+            self._writing = False
+
+    def _commit_group(
+        self, conn: sqlite3.Connection, work: list[tuple[Callable[..., Any], tuple[Any, ...]]]
+    ) -> list[_Outcome]:
+        """On the connection's thread: run the writes in one transaction and commit it."""
+        watching = self._watch_thread is not None
+        with self._seen_lock if watching else contextlib.nullcontext():
+            _begin_immediate(conn)
+            try:
+                # The lock is ours, nobody else commits: if the -wal file moved since the
+                # watcher last looked, another process committed; say so.
+                if watching and self._wal_state() != self._seen:
+                    self._foreign_change()
+                if len(work) == 1:
+                    fn, args = work[0]
+                    outcomes: list[_Outcome] = [(True, fn(conn, *args))]
+                else:
+                    outcomes = [_in_savepoint(conn, fn, args) for fn, args in work]
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            if watching:
+                # Our own commit: the watcher must not take it for another process's. (A
+                # commit of another process landing between our COMMIT and this stat goes
+                # unseen until the next poll; one landing before our BEGIN is caught above.)
+                self._seen = self._wal_state()
+        return outcomes
 
     async def __aenter__(self) -> Self:
         db = aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -251,26 +397,6 @@ class SQLiteStore:
         if self._db is not None:
             db, self._db = self._db, None
             await db.close()
-
-    def _call(self, fn: Callable[..., T], conn: sqlite3.Connection, *args: Any) -> T:
-        """Run ``fn`` on the connection's thread; around a write, keep the watcher right."""
-        if fn is not _in_tx or self._watch_thread is None:
-            return fn(conn, *args)
-        inner, *rest = args
-        with self._seen_lock:
-            result: T = _in_tx(conn, self._look_then, inner, *rest)
-            # Our own commit: the watcher must not take it for another process's. (A commit
-            # of another process landing between our COMMIT and this stat goes unseen until
-            # the next poll; one landing before our BEGIN is caught by _look_then.)
-            self._seen = self._wal_state()
-        return result
-
-    def _look_then(self, conn: sqlite3.Connection, inner: Callable[..., T], *args: Any) -> T:
-        """Inside a write transaction (the lock is ours, nobody else commits): if the file
-        moved since the watcher last looked, another process committed; say so, then run."""
-        if self._wal_state() != self._seen:
-            self._foreign_change()
-        return inner(conn, *args)
 
     def _foreign_change(self) -> None:
         """Wake the watchers, on their loop (from any thread)."""
@@ -391,7 +517,7 @@ class SQLiteStore:
     # -- jobs ----------------------------------------------------------------------------
 
     async def add_job(self, job: NewJob, executions: Sequence[NewExecution]) -> tuple[Job, bool]:
-        return await self._run(_in_tx, _add_job, job, executions)
+        return await self._tx(_add_job, job, executions)
 
     async def add_job_and_claim(
         self,
@@ -404,12 +530,12 @@ class SQLiteStore:
         tasks: Collection[str] | None = None,
     ) -> tuple[Job, bool, list[Claim]]:
         known = None if tasks is None else _dumps(sorted(tasks))
-        return await self._run(_in_tx, _add_job_and_claim, job, executions, node, limit, at, known)
+        return await self._tx(_add_job_and_claim, job, executions, node, limit, at, known)
 
     async def add_executions(
         self, job_id: JobId, executions: Sequence[NewExecution], at: float
     ) -> list[Execution]:
-        return await self._run(_in_tx, _add_executions, job_id, executions)
+        return await self._tx(_add_executions, job_id, executions)
 
     async def get_job(self, job_id: JobId) -> Job:
         return await self._run(_get_job, job_id)
@@ -445,7 +571,7 @@ class SQLiteStore:
     async def set_job_status(
         self, job_id: JobId, status: JobStatus, at: float
     ) -> tuple[Job, list[ExecutionId]]:
-        return await self._run(_in_tx, _set_job_status, job_id, status, at)
+        return await self._tx(_set_job_status, job_id, status, at)
 
     async def due_jobs(self, at: float, limit: int) -> list[Job]:
         def run(conn: sqlite3.Connection) -> list[Job]:
@@ -477,10 +603,10 @@ class SQLiteStore:
         overlap: str,
         at: float,
     ) -> FireResult:
-        return await self._run(_in_tx, _fire, job_id, expected, ticks, next_fire_at, overlap, at)
+        return await self._tx(_fire, job_id, expected, ticks, next_fire_at, overlap, at)
 
     async def purge(self, ended_before: float, logs_before: float) -> tuple[int, int]:
-        return await self._run(_in_tx, _purge, ended_before, logs_before)
+        return await self._tx(_purge, ended_before, logs_before)
 
     # -- executions ----------------------------------------------------------------------
 
@@ -536,7 +662,7 @@ class SQLiteStore:
         if limit <= 0:
             return []
         known = None if tasks is None else _dumps(sorted(tasks))
-        return await self._run(_in_tx, _claim, node, limit, at, known)
+        return await self._tx(_claim, node, limit, at, known)
 
     async def next_due(self) -> float | None:
         def run(conn: sqlite3.Connection) -> float | None:
@@ -551,12 +677,12 @@ class SQLiteStore:
     async def write(self, batch: WriteBatch) -> list[bool]:
         if not (batch.logs or batch.progress or batch.finishes):
             return []
-        return await self._run(_in_tx, _write, batch)
+        return await self._tx(_write, batch)
 
     async def cancel_execution(
         self, execution_id: ExecutionId, at: float
     ) -> tuple[Execution, bool]:
-        return await self._run(_in_tx, _cancel_execution, execution_id, at)
+        return await self._tx(_cancel_execution, execution_id, at)
 
     async def cancel_requests(self, node_id: str) -> list[tuple[ExecutionId, int]]:
         def run(conn: sqlite3.Connection) -> list[tuple[ExecutionId, int]]:
@@ -581,14 +707,14 @@ class SQLiteStore:
                 (node.id, node.host, node.pid, node.started_at, node.heartbeat_at),
             )
 
-        await self._run(_in_tx, run)
+        await self._tx(run)
 
     async def heartbeat(self, node_id: str, at: float) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute("UPDATE nodes SET heartbeat_at = ? WHERE id = ?", (at, node_id))
             return cursor.rowcount == 1
 
-        return await self._run(_in_tx, run)
+        return await self._tx(run)
 
     async def list_nodes(self) -> list[NodeInfo]:
         def run(conn: sqlite3.Connection) -> list[NodeInfo]:
@@ -611,7 +737,7 @@ class SQLiteStore:
                 (pid, started, execution_id, run),
             )
 
-        await self._run(_in_tx, run_)
+        await self._tx(run_)
 
     async def node_children(self, node_id: str) -> list[tuple[int, str | None]]:
         def run(conn: sqlite3.Connection) -> list[tuple[int, str | None]]:
@@ -627,7 +753,7 @@ class SQLiteStore:
         return await self._run(run)
 
     async def recover_node(self, node_id: str, at: float) -> list[Execution]:
-        return await self._run(_in_tx, _recover_node, node_id, at)
+        return await self._tx(_recover_node, node_id, at)
 
     # -- logs, events, categories ---------------------------------------------------------
 

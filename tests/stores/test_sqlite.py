@@ -3,18 +3,27 @@ stores and processes on one file."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import sqlite3
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from asyncjobs import ExecutionStatus, InvalidStoreURL, SchemaVersionError, StoreError
+from asyncjobs import (
+    ExecutionStatus,
+    InvalidStoreURL,
+    JobNotFound,
+    SchemaVersionError,
+    StoreError,
+)
 from asyncjobs._models import StepSpec
 from asyncjobs._types import ExecutionId, JobId, new_id
 from asyncjobs.stores import (
@@ -201,6 +210,61 @@ async def test_two_stores_on_one_file_claim_each_execution_once(tmp_path: Path) 
             tg.start_soon(claimer, first, "a")
             tg.start_soon(claimer, second, "b")
     assert sorted(claimed) == sorted(e.id for e in executions)
+
+
+async def test_writes_that_arrive_together_share_a_commit_and_fail_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "group.db"
+    groups: list[int] = []
+    commit_group = SQLiteStore._commit_group
+
+    def counting(
+        self: SQLiteStore, conn: sqlite3.Connection, work: list[tuple[Any, tuple[Any, ...]]]
+    ) -> list[tuple[bool, Any]]:
+        groups.append(len(work))
+        return commit_group(self, conn, work)
+
+    monkeypatch.setattr(SQLiteStore, "_commit_group", counting)
+    good = [_job_with(2) for _ in range(40)]
+    # Writes its job row and first execution, then fails on the second: a duplicate id.
+    bad_job, (first, second) = _job_with(2)
+    duplicate = [first, dataclasses.replace(second, id=first.id)]
+    missing = JobId(new_id())
+    async with SQLiteStore(path) as store:
+        outcomes = await asyncio.gather(
+            *(store.add_job(job, executions) for job, executions in good[:20]),
+            store.add_job(bad_job, duplicate),
+            store.add_executions(missing, _job_with(1)[1], T0),
+            *(store.add_job(job, executions) for job, executions in good[20:]),
+            return_exceptions=True,
+        )
+    assert max(groups) > 1 and len(groups) < len(outcomes)  # commits were shared
+    assert isinstance(outcomes[20], StoreError) and "UNIQUE" in str(outcomes[20])
+    assert isinstance(outcomes[21], JobNotFound) and missing in str(outcomes[21])
+    assert not any(isinstance(o, BaseException) for o in outcomes[:20] + outcomes[22:])
+    async with SQLiteStore(path) as store:  # what the file holds, read afresh
+        assert await store.count_jobs(JobQuery()) == 40
+        assert await store.count_executions(ExecutionQuery()) == 80
+        with pytest.raises(JobNotFound):
+            await store.get_job(bad_job.id)
+        # One 'queued' event per execution, numbered without a gap: the failed write's
+        # event rows, and the sequence numbers they took, were undone with it.
+        assert await store.last_seq() == 80
+
+
+async def test_a_write_cancelled_before_its_group_is_sent_is_not_made(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "cancel.db") as store:
+        tasks = [asyncio.create_task(store.add_job(*_job_with(1))) for _ in range(10)]
+        await asyncio.sleep(0)  # each has queued its write; the first one's is on the thread
+        for task in tasks[5:]:
+            task.cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        assert not any(isinstance(o, BaseException) for o in outcomes[:5])
+        assert all(isinstance(o, asyncio.CancelledError) for o in outcomes[5:])
+        assert await store.count_jobs(JobQuery()) == 5
+        await store.add_job(*_job_with(1))  # the store goes on writing
+        assert await store.count_jobs(JobQuery()) == 6
 
 
 def _hold_write_lock(path: Path) -> tuple[threading.Event, threading.Event, threading.Thread]:
