@@ -14,9 +14,9 @@ How it is built, and why:
   that fails is undone alone; each caller returns once the commit that holds its write is
   done.
 * **Writes start with** ``BEGIN IMMEDIATE``: the write lock is taken up front, so a
-  transaction never fails half-way with ``SQLITE_BUSY_SNAPSHOT``; ``busy_timeout`` makes
-  other processes wait for the lock, and :meth:`_run` retries what is still busy, so
-  ``database is locked`` never reaches user code.
+  transaction never fails half-way with ``SQLITE_BUSY_SNAPSHOT``; a write waits for another
+  process's lock (:func:`_begin_immediate`), and :meth:`_run` and :meth:`_tx` retry what is
+  still busy, so ``database is locked`` never reaches user code.
 * **WAL journal**: readers do not block the writer; ``synchronous=FULL`` by default
   (``?synchronous=normal`` in the URL trades the last commits on power loss for speed).
 * **Versioned schema**: a meta table holds the schema version; newer-than-code or foreign
@@ -103,7 +103,7 @@ WATCH_FALLBACK = 0.02
 """Seconds between two looks with inotify, for a write whose event was missed."""
 SCHEMA_VERSION = 2
 _BUSY_RETRIES = 50
-_BUSY_MS = 5000  # how long a statement waits for another process's lock
+_BUSY_MS = 5000  # how long a write, or the setup, waits for another process's lock
 _BUSY_SECONDS = _BUSY_MS / 1000
 
 _EXEC_COLUMNS = (
@@ -177,21 +177,19 @@ def _begin_immediate(conn: sqlite3.Connection) -> None:
     """``BEGIN IMMEDIATE``, waiting for another process's write lock in steps of 0.1 ms and
     up, not SQLite's own 1, 2, 5 ms...: a claim woken by another process's commit asks for
     the lock while that commit still holds it, and would sleep a whole millisecond or three
-    past its end. After :data:`_BUSY_SECONDS`, ``database is locked`` as SQLite would say."""
-    conn.execute("PRAGMA busy_timeout = 0")
-    try:
-        delay, deadline = 0.0001, time.monotonic() + _BUSY_SECONDS
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
-                    raise
-            time.sleep(delay)  # on the connection's own thread, as SQLite's handler sleeps
-            delay = min(delay * 2, 0.005)
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
+    past its end. After :data:`_BUSY_SECONDS`, ``database is locked`` as SQLite would say.
+    (The connection's ``busy_timeout`` is 0 once it is set up: see :meth:`SQLiteStore._setup`.)
+    """
+    delay, deadline = 0.0001, time.monotonic() + _BUSY_SECONDS
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)  # on the connection's own thread, as SQLite's handler sleeps
+        delay = min(delay * 2, 0.005)
 
 
 def _in_read(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
@@ -331,10 +329,7 @@ class SQLiteStore:
                 write.future.set_exception(value if index == 0 else copy.copy(value))
         # Not at once: the callers just answered run first, and what they write next (an
         # application's next enqueue, say) joins the writes that waited meanwhile.
-        if self._writes:
-            asyncio.get_running_loop().call_soon(self._flush)
-        else:
-            self._writing = False
+        asyncio.get_running_loop().call_soon(self._flush)
 
     def _commit_group(
         self, conn: sqlite3.Connection, work: list[tuple[Callable[..., Any], tuple[Any, ...]]]
@@ -491,6 +486,11 @@ class SQLiteStore:
         conn.execute("PRAGMA foreign_keys = ON")
         if version < SCHEMA_VERSION:
             _in_tx(conn, self._migrate)
+        # From here SQLite never sleeps for a lock: a write waits in _begin_immediate, in
+        # finer steps; in WAL mode a read is not blocked by writers, and the rare read that
+        # meets a lock (another process opening or closing the file) is retried by _run.
+        # Two statements fewer per write, each a round trip through the GIL.
+        conn.execute("PRAGMA busy_timeout = 0")
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
