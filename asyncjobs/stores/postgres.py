@@ -100,6 +100,12 @@ _EXEC_COLUMNS = (
     "id, job_id, step, spec, status, priority, attempt, progress, progress_message, result, "
     "error, created_at, scheduled_for, started_at, ended_at, node, pid"
 )
+_CLAIMED_COLUMNS = (
+    ", ".join(f"e.{column.strip()}" for column in _EXEC_COLUMNS.split(","))
+    + ", e.run, j.shared, j.schedule, j.state"
+)
+"""A claim's row: the execution (``_EXEC_COLUMNS``), its run, and its job's shared, schedule
+and state (see :func:`_common.claims_from_rows`)."""
 _JOB_COLUMNS = (
     "id, name, category, status, schedule, steps, priority, shared, key, created_at, updated_at, "
     "next_fire_at, last_fire_at, state"
@@ -376,21 +382,22 @@ class PostgresStore:
         if len(payload) > _MAX_PAYLOAD:
             payload = EVERYTHING
         # The lock is held until commit: events commit in the order their seq was drawn.
-        await tx.conn.execute(
-            "SELECT pg_advisory_xact_lock($1), pg_notify($2, $3)",
-            self._events_lock,
-            self._channel,
-            f"{self._token}|{payload}",
-        )
+        wake = (self._events_lock, self._channel, f"{self._token}|{payload}")
         if not tx.events:
+            await tx.conn.execute("SELECT pg_advisory_xact_lock($1), pg_notify($2, $3)", *wake)
             return
+        # One statement: no row reaches the INSERT, which draws its seq, before the lock's
+        # one row is made, so the lock is taken before the first seq is drawn.
         columns = list(zip(*tx.events, strict=True))
         await tx.conn.execute(
+            "WITH wake AS MATERIALIZED (SELECT pg_advisory_xact_lock($1), pg_notify($2, $3)) "
             "INSERT INTO events (at, kind, job_id, execution_id, status, progress, level, "
             "message, data) SELECT u.at, u.kind, u.job_id, u.execution_id, u.status, u.progress, "
-            "u.level, u.message, u.data::json FROM unnest($1::float8[], $2::text[], $3::text[], "
-            "$4::text[], $5::text[], $6::float8[], $7::int[], $8::text[], $9::text[]) "
-            "AS u(at, kind, job_id, execution_id, status, progress, level, message, data)",
+            "u.level, u.message, u.data::json FROM wake, unnest($4::float8[], $5::text[], "
+            "$6::text[], $7::text[], $8::text[], $9::float8[], $10::int[], $11::text[], "
+            "$12::text[]) AS u(at, kind, job_id, execution_id, status, progress, level, message, "
+            "data)",
+            *wake,
             *columns,
         )
 
@@ -1019,10 +1026,11 @@ async def _claim(
         tx.keys.add(WORK)
     if not chosen:
         return []
+    # With each claim's job (shared, schedule, state): one round trip, not two.
     rows = await conn.fetch(
-        "UPDATE executions SET status = 'running', run = run + 1, started_at = $1, "
-        "ended_at = NULL, node = $2, pid = $3, cancel_requested = false "
-        f"WHERE id = ANY($4::text[]) RETURNING {_EXEC_COLUMNS}, run",
+        "UPDATE executions e SET status = 'running', run = e.run + 1, started_at = $1, "
+        "ended_at = NULL, node = $2, pid = $3, cancel_requested = false FROM jobs j "
+        f"WHERE e.id = ANY($4::text[]) AND j.id = e.job_id RETURNING {_CLAIMED_COLUMNS}",
         at,
         node.id,
         node.pid,
@@ -1032,15 +1040,11 @@ async def _claim(
         return []
     # RETURNING gives no order: put the claims back in claim order.
     rows.sort(key=lambda r: (r[5], r[12], r[0]))
+    jobs: dict[str, tuple[Any, Any, Any]] = {}
     for r in rows:
         tx.state(at, r[1], r[0], "running")
-    jobs = {
-        job_id: (_loads(shared), _loads(schedule), _loads(state))
-        for job_id, shared, schedule, state in await conn.fetch(
-            "SELECT id, shared, schedule, state FROM jobs WHERE id = ANY($1::text[])",
-            list({r[1] for r in rows}),
-        )
-    }
+        if r[1] not in jobs:
+            jobs[r[1]] = (_loads(r[18]), _loads(r[19]), _loads(r[20]))
     return _common.claims_from_rows(rows, jobs)
 
 
@@ -1067,11 +1071,12 @@ async def _write(tx: _Tx, batch: WriteBatch) -> list[bool]:
     conn = tx.conn
     if batch.finishes:
         await conn.execute(_BY_INDEX)
-        job_ids = await conn.fetch(
-            "SELECT DISTINCT job_id FROM executions WHERE id = ANY($1::text[])",
+        # The jobs' rows first, in id order, as _lock_jobs does: here in one round trip.
+        await conn.execute(
+            "SELECT 1 FROM jobs WHERE id = ANY(ARRAY(SELECT job_id FROM executions "
+            "WHERE id = ANY($1::text[]))) ORDER BY id FOR UPDATE",
             [f.execution_id for f in batch.finishes],
         )
-        await _lock_jobs(tx, [r[0] for r in job_ids])
     for log in batch.logs:
         tx.log(
             log.at,
