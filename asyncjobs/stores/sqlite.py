@@ -530,7 +530,13 @@ class SQLiteStore:
         tasks: Collection[str] | None = None,
     ) -> tuple[Job, bool, list[Claim]]:
         known = None if tasks is None else _dumps(sorted(tasks))
-        return await self._tx(_add_job_and_claim, job, executions, node, limit, at, known)
+        # Can this node run it (the claim's own rule on tasks)? Asked here, where the set is.
+        runnable = len(executions) == 1 and (
+            tasks is None
+            or executions[0].spec.task in tasks
+            or executions[0].spec.command is not None
+        )
+        return await self._tx(_add_job_and_claim, job, executions, node, limit, at, known, runnable)
 
     async def add_executions(
         self, job_id: JobId, executions: Sequence[NewExecution], at: float
@@ -900,8 +906,14 @@ def _execution_filter(query: ExecutionQuery) -> tuple[str, tuple[object, ...]]:
 
 
 def _add_job(
-    conn: sqlite3.Connection, job: NewJob, executions: Sequence[NewExecution]
+    conn: sqlite3.Connection,
+    job: NewJob,
+    executions: Sequence[NewExecution],
+    *,
+    claimed: tuple[NodeInfo, float] | None = None,
 ) -> tuple[Job, bool]:
+    """Insert the job and its executions; ``claimed``: (node, when) they are claimed by,
+    inserted running (see :func:`_add_job_and_claim`)."""
     if job.key is not None:
         row = conn.execute(
             f"SELECT {_JOB_COLUMNS} FROM jobs WHERE key = ? AND status IN ('active', 'paused')",
@@ -931,7 +943,7 @@ def _add_job(
         "INSERT OR IGNORE INTO categories (name, created_at) VALUES (?, ?)",
         [(name, job.created_at) for name in _common.category_chain(job.category)],
     )
-    _insert_executions(conn, executions)
+    _insert_executions(conn, executions, claimed)
     return _get_job(conn, job.id), True
 
 
@@ -943,10 +955,45 @@ def _add_job_and_claim(
     limit: int,
     at: float,
     known: str | None,
+    runnable: bool,
 ) -> tuple[Job, bool, list[Claim]]:
+    if runnable and limit > 0 and _first_in_line(conn, executions[0], at):
+        # What the claim would take is just the new execution: insert it claimed, as the
+        # claim would leave it (its 'queued' and 'running' events, run 1), without walking
+        # the queue and rewriting the row and its indexes a moment after writing them.
+        record, created = _add_job(conn, job, executions, claimed=(node, at))
+        if not created:
+            return record, False, []
+        row = conn.execute(
+            f"SELECT {_EXEC_COLUMNS}, run FROM executions WHERE id = ?", (executions[0].id,)
+        ).fetchone()
+        claims = _common.claims_from_rows(
+            [row], {job.id: (record.shared, record.schedule, record.state)}
+        )
+        return record, True, claims
     record, created = _add_job(conn, job, executions)
     claims = _claim(conn, node, limit, at, known) if created and limit > 0 else []
     return record, created, claims
+
+
+def _first_in_line(conn: sqlite3.Connection, new: NewExecution, at: float) -> bool:
+    """Would a claim at ``at``, made right after ``new`` is inserted, take ``new`` first?
+
+    True when it is due and unlimited, and no queued execution, and no waiting one the
+    claim would promote, can come before it: the queue ahead of it is empty. (A queued
+    one this node cannot run makes it False too: then the claim itself decides.)"""
+    if new.scheduled_for > new.created_at or new.scheduled_for > at:
+        return False
+    if new.spec.concurrency is not None:
+        return False
+    ahead = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM executions INDEXED BY executions_queued "
+        "WHERE status = 'queued' AND priority <= ?) "
+        "OR EXISTS (SELECT 1 FROM executions INDEXED BY executions_waiting "
+        "WHERE status IN ('scheduled', 'retrying') AND scheduled_for <= ?)",
+        (new.priority, at),
+    ).fetchone()[0]
+    return not ahead
 
 
 def _add_executions(
@@ -957,9 +1004,14 @@ def _add_executions(
     return [_get_execution(conn, new.id) for new in executions]
 
 
-def _insert_executions(conn: sqlite3.Connection, executions: Sequence[NewExecution]) -> None:
+def _insert_executions(
+    conn: sqlite3.Connection,
+    executions: Sequence[NewExecution],
+    claimed: tuple[NodeInfo, float] | None = None,
+) -> None:
     rows = []
-    events = []
+    events: list[tuple[float | None, str, str, str]] = []
+    node, at = claimed if claimed is not None else (None, None)
     for new in executions:
         status = _S.QUEUED if new.scheduled_for <= new.created_at else _S.SCHEDULED
         rows.append(
@@ -969,17 +1021,24 @@ def _insert_executions(conn: sqlite3.Connection, executions: Sequence[NewExecuti
                 new.step,
                 new.spec.task,
                 _dumps(new.spec.to_json()),
-                status.value,
+                status.value if node is None else _S.RUNNING.value,
                 new.priority,
                 new.spec.concurrency,
                 new.created_at,
                 new.scheduled_for,
+                0 if node is None else 1,
+                at,
+                None if node is None else node.id,
+                None if node is None else node.pid,
             )
         )
         events.append((new.created_at, new.job_id, new.id, status.value))
+        if node is not None:
+            events.append((at, new.job_id, new.id, _S.RUNNING.value))
     conn.executemany(
         "INSERT INTO executions (id, job_id, step, task, spec, status, priority, concurrency, "
-        "created_at, scheduled_for) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "created_at, scheduled_for, run, started_at, node, pid) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
     conn.executemany(_INSERT_STATE, events)

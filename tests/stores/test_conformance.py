@@ -405,6 +405,7 @@ async def test_add_job_and_claim_claims_in_the_same_transaction_by_the_claim_rul
     assert created and record.id == j.id
     assert claim.execution.id == e.id and claim.run == 1 and claim.shared == {"k": 1}
     assert claim.execution.node == NODE.id
+    assert await store.get_execution(e.id) == claim.execution  # what the store holds
     assert [t.status for t in await store.history(e.id)] == [S.QUEUED, S.RUNNING]
     # An older execution of the same priority is next in line: it is the one claimed.
     _, older_e = await add(store, created_at=T0 + 2)
@@ -433,6 +434,40 @@ async def test_add_job_and_claim_claims_in_the_same_transaction_by_the_claim_rul
     )
     assert not created and found.id != keyed.id and claims == []
     assert await store.count_executions(ExecutionQuery(status=S.QUEUED)) == 4
+
+
+async def test_add_job_and_claim_takes_what_is_ahead_of_the_new_execution_first(
+    store: Store,
+) -> None:
+    # A waiting execution that has come due is promoted and claimed before the new one.
+    early = job(created_at=T0)
+    waiting = execution(early, at=T0, due=T0 + 1)
+    await store.add_job(early, [waiting])
+    new = job(created_at=T0 + 2)
+    new_e = execution(new, at=T0 + 2)
+    _, _, claims = await store.add_job_and_claim(new, [new_e], NODE, 1, T0 + 2)
+    assert [c.execution.id for c in claims] == [waiting.id]
+    # A queued execution of a later priority class waits behind the new one; an earlier
+    # one goes first. (Claim order: priority, then due time, then id.)
+    urgent = job(priority=-1, created_at=T0 + 3)
+    urgent_e = execution(urgent, at=T0 + 3)
+    await store.add_job(urgent, [urgent_e])
+    late = job(priority=5, created_at=T0 + 3)
+    await store.add_job(late, [execution(late, at=T0 + 3)])
+    mid = job(created_at=T0 + 4)
+    mid_e = execution(mid, at=T0 + 4)
+    _, _, claims = await store.add_job_and_claim(mid, [mid_e], NODE, 1, T0 + 4)
+    assert [c.execution.id for c in claims] == [urgent_e.id]
+    last = job(created_at=T0 + 5)
+    last_e = execution(last, at=T0 + 5)
+    _, _, claims = await store.add_job_and_claim(last, [last_e], NODE, 3, T0 + 5)
+    assert [c.execution.id for c in claims] == [new_e.id, mid_e.id, last_e.id]
+    # Only 'late' is left, behind it: the new execution is the one claimed.
+    alone = job(created_at=T0 + 6)
+    alone_e = execution(alone, at=T0 + 6)
+    _, _, claims = await store.add_job_and_claim(alone, [alone_e], NODE, 1, T0 + 6)
+    assert [c.execution.id for c in claims] == [alone_e.id]
+    assert await store.count_executions(ExecutionQuery(status=S.QUEUED)) == 1  # 'late'
 
 
 async def test_list_and_count_executions_filter_by_job_status_and_task(store: Store) -> None:
