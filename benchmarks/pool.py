@@ -6,7 +6,11 @@ Each figure is the median of ``--runs`` runs of ``--n`` no-op executions at conc
 * ``drain``: the executions are enqueued first (by a runtime with no workers), then one
   runtime runs them all; timed from its start to the last completion;
 * ``e2e``: one runtime enqueues them one awaited call at a time while it runs them; timed
-  from the first enqueue to the last completion.
+  from the first enqueue to the last completion;
+* ``enqueue, one at a time`` and ``enqueue, all at once``: a runtime with no workers stores
+  them, one awaited call after the other, or from ``n`` tasks started together (a burst of
+  requests in a web app); timed until the last call returns. On SQLite, calls that wait
+  while a commit is on the way share the next one (group commit).
 
 The ceiling is the same loop with no framework: ``n`` no-op coroutines started in one anyio
 task group, at most ``concurrency`` at a time.
@@ -104,6 +108,25 @@ async def asyncjobs_e2e(store: Callable[[], str | Store], n: int, concurrency: i
     return elapsed
 
 
+async def asyncjobs_enqueue(store: Callable[[], str | Store], n: int, concurrency: int) -> float:
+    """Time a runtime with no workers storing ``n`` no-ops, one awaited call at a time."""
+    async with _runtime(store(), 0, lambda: None) as rt:
+        start = time.perf_counter()
+        for i in range(n):
+            await rt.once("noop", i)
+        return time.perf_counter() - start
+
+
+async def asyncjobs_burst(store: Callable[[], str | Store], n: int, concurrency: int) -> float:
+    """Time a runtime with no workers storing ``n`` no-ops from ``n`` tasks at once."""
+    async with _runtime(store(), 0, lambda: None) as rt:
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(rt.once, "noop", i)
+        return time.perf_counter() - start
+
+
 async def run(n: int, concurrency: int, runs: int) -> list[tuple[str, float]]:
     """Return ``(name, executions per second)`` rows, the ceiling first."""
     folder = Path(tempfile.mkdtemp(prefix="asyncjobs-bench-"))
@@ -126,7 +149,12 @@ async def run(n: int, concurrency: int, runs: int) -> list[tuple[str, float]]:
     ]
     try:
         for label, factory in factories:
-            for kind, measure in (("drain", asyncjobs_drain), ("e2e", asyncjobs_e2e)):
+            for kind, measure in (
+                ("drain", asyncjobs_drain),
+                ("e2e", asyncjobs_e2e),
+                ("enqueue, one at a time", asyncjobs_enqueue),
+                ("enqueue, all at once", asyncjobs_burst),
+            ):
                 times = [await measure(factory, n, concurrency) for _ in range(runs)]
                 rows.append((f"asyncjobs {label}, {kind}", n / statistics.median(times)))
     finally:
