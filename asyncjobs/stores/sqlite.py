@@ -5,8 +5,9 @@ How it is built, and why:
 * **One transaction per call, run whole on the connection's thread.** aiosqlite gives every
   statement its own hop to its worker thread (about 0.1-0.3 ms each here); a claim or a batch
   of finishes is many statements. So each store method is a plain function over the
-  :mod:`sqlite3` connection that :meth:`SQLiteStore._run` sends to aiosqlite's thread as one
-  unit: one hop per transaction, whatever it holds.
+  :mod:`sqlite3` connection that :meth:`SQLiteStore._run` (a read) or :meth:`SQLiteStore._tx`
+  (a write) sends to aiosqlite's thread as one unit: one hop per transaction, whatever it
+  holds.
 * **Group commit.** Writes that arrive while a transaction is on the thread go together in
   the next one, each in a savepoint of its own, and share its commit (most of a write's
   cost, with ``synchronous=FULL``'s fsync): a runtime that enqueues while its executions
