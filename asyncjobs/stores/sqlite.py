@@ -959,7 +959,7 @@ def _add_job_and_claim(
     runnable: bool,
 ) -> tuple[Job, bool, list[Claim]]:
     if runnable and limit > 0 and _first_in_line(conn, executions[0], at):
-        # What the claim would take is just the new execution: insert it claimed, as the
+        # What the claim would take is the new execution alone: insert it claimed, as the
         # claim would leave it (its 'queued' and 'running' events, run 1), without walking
         # the queue and rewriting the row and its indexes a moment after writing them.
         record, created = _add_job(conn, job, executions, claimed=(node, at))
@@ -978,23 +978,25 @@ def _add_job_and_claim(
 
 
 def _first_in_line(conn: sqlite3.Connection, new: NewExecution, at: float) -> bool:
-    """Would a claim at ``at``, made right after ``new`` is inserted, take ``new`` first?
+    """Would a claim at ``at``, made right after ``new`` is inserted, take ``new`` and
+    nothing else?
 
-    True when it is due and unlimited, and no queued execution, and no waiting one the
-    claim would promote, can come before it: the queue ahead of it is empty. (A queued
-    one this node cannot run makes it False too: then the claim itself decides.)"""
+    True when it is due and unlimited, and nothing else is queued or waiting and due: a
+    queued execution ahead of it would go first, and one behind it would fill the rest of
+    the claim's limit. (A queued one this node cannot run makes it False too: then the
+    claim itself decides.)"""
     if new.scheduled_for > new.created_at or new.scheduled_for > at:
         return False
     if new.spec.concurrency is not None:
         return False
-    ahead = conn.execute(
+    busy = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM executions INDEXED BY executions_queued "
-        "WHERE status = 'queued' AND priority <= ?) "
+        "WHERE status = 'queued') "
         "OR EXISTS (SELECT 1 FROM executions INDEXED BY executions_waiting "
         "WHERE status IN ('scheduled', 'retrying') AND scheduled_for <= ?)",
-        (new.priority, at),
+        (at,),
     ).fetchone()[0]
-    return not ahead
+    return not busy
 
 
 def _add_executions(

@@ -453,7 +453,8 @@ async def test_add_job_and_claim_takes_what_is_ahead_of_the_new_execution_first(
     urgent_e = execution(urgent, at=T0 + 3)
     await store.add_job(urgent, [urgent_e])
     late = job(priority=5, created_at=T0 + 3)
-    await store.add_job(late, [execution(late, at=T0 + 3)])
+    late_e = execution(late, at=T0 + 3)
+    await store.add_job(late, [late_e])
     mid = job(created_at=T0 + 4)
     mid_e = execution(mid, at=T0 + 4)
     _, _, claims = await store.add_job_and_claim(mid, [mid_e], NODE, 1, T0 + 4)
@@ -467,7 +468,12 @@ async def test_add_job_and_claim_takes_what_is_ahead_of_the_new_execution_first(
     alone_e = execution(alone, at=T0 + 6)
     _, _, claims = await store.add_job_and_claim(alone, [alone_e], NODE, 1, T0 + 6)
     assert [c.execution.id for c in claims] == [alone_e.id]
-    assert await store.count_executions(ExecutionQuery(status=S.QUEUED)) == 1  # 'late'
+    # With room for more, the claim goes on past the new execution, to 'late'.
+    roomy = job(created_at=T0 + 7)
+    roomy_e = execution(roomy, at=T0 + 7)
+    _, _, claims = await store.add_job_and_claim(roomy, [roomy_e], NODE, 5, T0 + 7)
+    assert [c.execution.id for c in claims] == [roomy_e.id, late_e.id]
+    assert await store.count_executions(ExecutionQuery(status=S.QUEUED)) == 0
 
 
 async def test_list_and_count_executions_filter_by_job_status_and_task(store: Store) -> None:
