@@ -2,7 +2,8 @@
 
 Run as ``python -m benchmarks.drivers.asyncjobs_driver --url memory://|sqlite|postgresql://...``
 from the repository root, in the project's own environment. ``--url sqlite`` makes a new
-file in ``--dir`` per run (``sqlite?synchronous=normal``: with that option); a ``postgresql://`` URL gets a new schema per run.
+file in ``--dir`` per run (``sqlite?synchronous=normal``: with that option); a
+``postgresql://`` URL gets a new schema per run.
 
 The runtimes are built as a user would: ``aj.Runtime(url, workers=c)`` with the default poll
 interval and no system jobs. Enqueues go through ``rt.once``; while a worker runs in this
