@@ -20,6 +20,15 @@ WORKER_LOST_POLICIES: tuple[WorkerLostPolicy, ...] = ("retry", "fail")
 
 _uuid_lock = threading.Lock()
 _uuid_last = (0, 0)  # (milliseconds, counter) of the last id made in this process
+_random: list[int] = []  # 64-bit values read from os.urandom ahead, one id takes one
+
+
+def _forget_random() -> None:
+    _random.clear()  # a forked child must not make the ids its parent makes
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork either
+    os.register_at_fork(after_in_child=_forget_random)
 
 
 def new_id() -> str:
@@ -27,6 +36,7 @@ def new_id() -> str:
 
     The 12 ``rand_a`` bits hold a counter within the millisecond (RFC 9562, method 1), so
     ``ORDER BY id`` is creation order for ids made here, which the FIFO claim order relies on.
+    The 62 ``rand_b`` bits come from ``os.urandom``, read 4 KiB at a time.
     """
     global _uuid_last
     with _uuid_lock:
@@ -39,10 +49,17 @@ def new_id() -> str:
         else:
             counter = 0
         _uuid_last = (ms, counter)
-    rand_b = int.from_bytes(os.urandom(8)) & 0x3FFF_FFFF_FFFF_FFFF
-    value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand_b
-    text = f"{value:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+        if not _random:
+            _random.extend(memoryview(os.urandom(4096)).cast("Q"))
+        rand = _random.pop()
+    # 48 bits of time, version 7, the counter; variant 0b10 and 62 random bits.
+    return "%08x-%04x-7%03x-%04x-%012x" % (  # noqa: UP031 (one format: the fastest here)
+        ms >> 16,
+        ms & 0xFFFF,
+        counter,
+        0x8000 | (rand >> 50),
+        rand & 0xFFFF_FFFF_FFFF,
+    )
 
 
 def now() -> float:
