@@ -104,6 +104,9 @@ class Engine:
         self._stopping = False
         self._dispatch_scope = anyio.CancelScope()
         self._drain_scope = anyio.CancelScope()
+        # An execution's scope is made by the running backend's own class, found once here:
+        # anyio.CancelScope() looks the backend up at every call, about half of a scope's cost.
+        self._new_scope: Callable[[], anyio.CancelScope] = type(self._dispatch_scope)
         self._aborted = False
         self._next_due: float | None = None
         self._last_poll = -math.inf
@@ -355,7 +358,7 @@ class Engine:
             # the step with the options of its own definition.
             task = self._rt._registry.get(claim.spec.task)
             claim = replace(claim, spec=resolve_step(task, claim.spec))
-        running = _Running(claim=claim, scope=anyio.CancelScope())
+        running = _Running(claim=claim, scope=self._new_scope())
         self._running[claim.execution.id] = running
         # A plain task, not the task group's (see the module docstring).
         running.task = asyncio.get_running_loop().create_task(
@@ -437,9 +440,10 @@ class Engine:
         except UnknownTask:
             task = None  # a command, or a task this node lost: no task hooks
         try:
-            # Hooks are looked up before any await: most executions have none.
-            if hooks := self._hooks(task, "on_state_change"):
-                await self._call_hooks(claim, hooks, "on_state_change", execution, _S.RUNNING)
+            # Hooks are looked up once, before any await: most executions have none.
+            state_hooks = self._hooks(task, "on_state_change")
+            if state_hooks:
+                await self._call_hooks(claim, state_hooks, "on_state_change", execution, _S.RUNNING)
             finish = await self._run(running)
             if claim.schedule.get("kind") == "daemon" and finish.status != _S.RETRYING:
                 finish = replace(finish, job=self._daemon_next(claim, finish))
@@ -449,9 +453,9 @@ class Engine:
                     self.completed += 1
                 elif finish.status == _S.FAILED:
                     self.failed += 1
-                if hooks := self._hooks(task, "on_state_change"):
+                if state_hooks:
                     await self._call_hooks(
-                        claim, hooks, "on_state_change", execution, finish.status
+                        claim, state_hooks, "on_state_change", execution, finish.status
                     )
                 if finish.status == _S.COMPLETED and (hooks := self._hooks(task, "on_complete")):
                     await self._call_hooks(claim, hooks, "on_complete", execution, finish.result)
