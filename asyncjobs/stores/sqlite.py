@@ -179,8 +179,8 @@ def _begin_immediate(conn: sqlite3.Connection) -> None:
     growing by a quarter each, not SQLite's own 1, 2, 5 ms...: a claim woken by another
     process's commit asks for the lock while that commit still holds it, and would sleep a
     whole millisecond or three past its end. Growing slowly, a wait overshoots the lock's
-    release by at most a quarter of its length; the steps stop growing at 5 ms. After
-    :data:`_BUSY_SECONDS`, ``database is locked`` as SQLite would say.
+    release by at most a quarter of its length and 0.1 ms; the steps stop growing at 5 ms.
+    After :data:`_BUSY_SECONDS`, ``database is locked`` as SQLite would say.
     (The connection's ``busy_timeout`` is 0 once it is set up: see :meth:`SQLiteStore._setup`.)
     """
     delay, deadline = 0.0001, time.monotonic() + _BUSY_SECONDS
