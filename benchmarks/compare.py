@@ -6,14 +6,16 @@ of the benchmark issue as a ratio of two figures from this same run, with PASS o
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -22,6 +24,8 @@ from benchmarks import ceilings, peers, pool, process, rss, servers
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Sequence
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -177,7 +181,7 @@ def run(args: argparse.Namespace, suites: set[str]) -> None:
     options = {
         "n": n,
         "concurrency": c,
-        "runs": args.runs,
+        "runs": 1,  # per round: see the rounds below
         "samples": args.samples,
         "xproc_samples": args.xproc_samples,
     }
@@ -212,18 +216,36 @@ def run(args: argparse.Namespace, suites: set[str]) -> None:
                 versions.append(f"PostgreSQL {servers.postgres_version(pg)}")
                 base = f"postgresql://postgres@127.0.0.1:{pg.port}/postgres?sslmode=disable"
                 urls["postgres"] = base
-        for contender in contenders:
-            url_map = dict(urls)
-            if contender.driver == "peer_procrastinate.py" and pg is not None:
-                url_map["postgres"] = servers.create_database(pg, "procrastinate")
-            print(f"  running {contender.name} ...", flush=True)
-            result = peers.run(contender, url_map, **options)
-            results[contender.name] = Figures(result, n)
+        # Rounds: every contender runs once per round, each run in a process of its own, and
+        # a figure is the median over the rounds. On a shared VM one vCPU can run at half
+        # speed for minutes (steal) while the other does not, and a process mostly stays
+        # where it started: all runs of one contender in one process could all land on the
+        # slow one, and its ratio to a peer that did not would be off by 2x.
+        raw: dict[str, peers.Result] = {}
+        ceiling_runs: dict[str, list[Any]] = {"anyio": [], "aiosqlite": [], "asyncpg": []}
+        for round_ in range(1, args.runs + 1):
+            for contender in contenders:
+                merged = raw.setdefault(contender.name, peers.Result(contender))
+                if merged.error is not None and not merged.figures:
+                    continue  # it never ran (not installed, no server): once is enough
+                url_map = dict(urls)
+                if contender.driver == "peer_procrastinate.py" and pg is not None:
+                    name = f"procrastinate_{round_}"
+                    url_map["postgres"] = servers.create_database(pg, name)
+                print(f"  round {round_}/{args.runs}: {contender.name} ...", flush=True)
+                merged.add(peers.run(contender, url_map, **options))
+            if "peers" in suites:
+                ceiling_runs["anyio"].append(_in_new_process(_bare_anyio_once, n, c))
+                ceiling_runs["aiosqlite"].append(_in_new_process(_aiosqlite_once, n, c))
+            if "postgres" in suites and pg is not None:
+                dsn = urls["postgres"] or ""
+                ceiling_runs["asyncpg"].append(_in_new_process(_asyncpg_once, dsn, n, c))
+        results = {name: Figures(result, n) for name, result in raw.items()}
         if "peers" in suites:
-            extra.append(_bare_anyio(n, c, args.runs))
-            extra.append(_aiosqlite(n, c, args.runs))
+            extra.append(_bare_anyio(n, ceiling_runs["anyio"]))
+            extra.append(_aiosqlite(n, ceiling_runs["aiosqlite"]))
         if "postgres" in suites and pg is not None:
-            extra.append(_asyncpg(urls["postgres"] or "", n, c, args.runs))
+            extra.append(_asyncpg(n, ceiling_runs["asyncpg"]))
         if "peers" in suites:
             print("  measuring worker RSS with a deep queue ...", flush=True)
             memory = rss.run(args.rss_n, c, args.rss_window)
@@ -258,12 +280,17 @@ def run(args: argparse.Namespace, suites: set[str]) -> None:
     print(f"\n(total {time.monotonic() - started:.0f} s)")
 
 
-def _repeat(fn: Callable[[], float | tuple[float, float]], runs: int) -> list[Any]:
-    return [fn() for _ in range(runs)]
+def _in_new_process(fn: Callable[..., T], *args: object) -> T:
+    """Run ``fn(*args)`` in a new process (a new draw of vCPU, as each contender's run)."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as executor:
+        return executor.submit(fn, *args).result()
 
 
-def _bare_anyio(n: int, c: int, runs: int) -> tuple[str, str, list[str]]:
-    times = _repeat(lambda: anyio.run(pool.bare_anyio, n, c), runs)
+def _bare_anyio_once(n: int, c: int) -> float:
+    return anyio.run(pool.bare_anyio, n, c)
+
+
+def _bare_anyio(n: int, times: list[float]) -> tuple[str, str, list[str]]:
     rate = n / _median(times)
     return ("bare anyio task group (ceiling)", anyio_version(), ["-", _fmt(rate), _fmt(rate)])
 
@@ -274,17 +301,15 @@ def anyio_version() -> str:
     return version("anyio")
 
 
-def _aiosqlite(n: int, c: int, runs: int) -> tuple[str, str, list[str]]:
+def _aiosqlite_once(n: int, c: int) -> tuple[float, float]:
     folder = Path(tempfile.mkdtemp(prefix="asyncjobs-ceiling-"))
-
-    def once() -> tuple[float, float]:
-        path = folder / f"{time.monotonic_ns()}.db"
-        return anyio.run(ceilings.aiosqlite_loop, path, n, c)
-
     try:
-        times = _repeat(once, runs)
+        return anyio.run(ceilings.aiosqlite_loop, folder / "ceiling.db", n, c)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _aiosqlite(n: int, times: list[tuple[float, float]]) -> tuple[str, str, list[str]]:
     both = n / _median([e + d for e, d in times])
     drain = n / _median([d for _, d in times])
     import aiosqlite
@@ -292,8 +317,11 @@ def _aiosqlite(n: int, c: int, runs: int) -> tuple[str, str, list[str]]:
     return ("aiosqlite job loop (ceiling)", aiosqlite.__version__, [_fmt(both), _fmt(drain)])
 
 
-def _asyncpg(dsn: str, n: int, c: int, runs: int) -> tuple[str, str, list[str]]:
-    times = _repeat(lambda: anyio.run(ceilings.asyncpg_claim_loop, dsn, n, c, 3), runs)
+def _asyncpg_once(dsn: str, n: int, c: int) -> float:
+    return anyio.run(ceilings.asyncpg_claim_loop, dsn, n, c, 3)
+
+
+def _asyncpg(n: int, times: list[float]) -> tuple[str, str, list[str]]:
     import asyncpg
 
     rate = _fmt(n / _median(times))

@@ -54,6 +54,16 @@ class Result:
     error: str | None = None
     seconds: float = 0.0
 
+    def add(self, other: Result) -> None:
+        """Fold in another run of the same contender: its figures, and its error if the
+        first (a failed round is reported, the rounds that ran still count)."""
+        if other.version != "?":
+            self.version = other.version
+        for key, values in other.figures.items():
+            self.figures.setdefault(key, []).extend(values)
+        self.error = self.error or other.error
+        self.seconds += other.seconds
+
 
 PG_FIGURES = ("enqueue_drain", "e2e", "latency", "latency_xproc", "procs_drain")
 
