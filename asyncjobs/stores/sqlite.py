@@ -28,9 +28,10 @@ How it is built, and why:
   :data:`WATCH_INTERVAL` seconds) and wakes the engine when its size, time or inode moved.
   After each of its own commits the store records them, so it is not woken by itself (a
   lock keeps the watcher from looking between a commit of ours and that record: it would
-  take our commit for another process's, and wake every loop for nothing). A change it
-  misses (two commits in one clock tick that leave the same size) is found by the engine's
-  slow poll. The watch is on the folder: never ``open()`` a database's files beside SQLite,
+  take our commit for another process's, and wake every loop for nothing). A commit is
+  visible only once its fsync is done, a moment after its last write: the watcher tells
+  again 2, 20 and 200 ms later (:data:`WATCH_SETTLE`). A change it misses (two commits in
+  one clock tick that leave the same size) is found by the engine's slow poll. The watch is on the folder: never ``open()`` a database's files beside SQLite,
   since closing any descriptor of a file drops every POSIX lock the process holds on it,
   SQLite's included, and that corrupts the database.
 """
@@ -42,6 +43,7 @@ import contextlib
 import copy
 import functools
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -102,6 +104,11 @@ WATCH_INTERVAL = 0.002
 with it, the least time between two wake-ups."""
 WATCH_FALLBACK = 0.02
 """Seconds between two looks with inotify, for a write whose event was missed."""
+WATCH_SETTLE = (0.002, 0.02, 0.2)
+"""After a change, tell again after each of these delays in turn (seconds). A commit writes
+its frames to the ``-wal`` file, then fsyncs it, and only then can readers see it; nothing
+is written to the file at that moment. A slow fsync (milliseconds, on a busy disk) would
+otherwise leave the last word to a wake-up that came too early."""
 SCHEMA_VERSION = 2
 _BUSY_RETRIES = 50
 _BUSY_MS = 5000  # how long a write, or the setup, waits for another process's lock
@@ -424,10 +431,9 @@ class SQLiteStore:
         poll = WATCH_INTERVAL if not writes.precise else WATCH_FALLBACK
 
         def look() -> None:
-            settle = False
+            step, due = len(WATCH_SETTLE), math.inf  # the next telling again, and when
             while not stop.is_set():
-                # After a change, look again soon even with no write: see below.
-                writes.wait(WATCH_INTERVAL if settle else poll)
+                writes.wait(max(0.0, min(poll, due - time.monotonic())))
                 if stop.is_set():
                     break
                 with self._seen_lock:
@@ -436,13 +442,15 @@ class SQLiteStore:
                     self._seen = state
                 if changed:
                     self._foreign_change()
-                    settle = True
+                    step, due = 0, time.monotonic() + WATCH_SETTLE[0]
                     stop.wait(WATCH_INTERVAL)  # at most one wake-up per interval
-                elif settle:
-                    # The -wal file grows as a commit writes its frames, a moment before the
-                    # commit is visible to readers: tell once more when it has settled.
-                    settle = False
+                elif time.monotonic() >= due:
+                    # The -wal file grows as a commit writes its frames, before the commit
+                    # is visible to readers: tell again, a little later each time.
                     self._foreign_change()
+                    step += 1
+                    last = step == len(WATCH_SETTLE)
+                    due = math.inf if last else time.monotonic() + WATCH_SETTLE[step]
 
         self._watch_thread = threading.Thread(target=look, name="asyncjobs sqlite watch")
         self._watch_thread.daemon = True

@@ -367,3 +367,22 @@ async def test_another_process_on_the_same_file_never_double_claims(tmp_path: Pa
     assert sorted(mine + theirs) == sorted(e.id for e in executions)
     assert not set(mine) & set(theirs)
     assert mine and theirs  # both took part
+
+
+async def test_another_stores_commit_is_told_again_later_then_no_more(tmp_path: Path) -> None:
+    # A commit is visible only after its fsync, and nothing is written to the -wal file
+    # then: the first wake-up may come too early, so the watcher tells again, later each time.
+    path = tmp_path / "told.db"
+    heard: list[float] = []
+    async with SQLiteStore(path) as watching, SQLiteStore(path) as other:
+        await watching.watch(lambda keys: heard.append(time.monotonic()))
+        await anyio.sleep(0.05)
+        job, executions = _job_with(1)
+        start = time.monotonic()
+        await other.add_job(job, executions)
+        await anyio.sleep(sum(sqlite_store.WATCH_SETTLE) + 0.3)
+        told = len(heard)
+        assert told >= 1 + len(sqlite_store.WATCH_SETTLE), heard
+        assert heard[-1] - start >= sum(sqlite_store.WATCH_SETTLE)
+        await anyio.sleep(0.3)
+        assert len(heard) == told  # and then quiet: no wake-ups without writes
