@@ -31,9 +31,10 @@ How it is built, and why:
   take our commit for another process's, and wake every loop for nothing). A commit is
   visible only once its fsync is done, a moment after its last write: the watcher tells
   again 2, 20 and 200 ms later (:data:`WATCH_SETTLE`). A change it misses (two commits in
-  one clock tick that leave the same size) is found by the engine's slow poll. The watch is on the folder: never ``open()`` a database's files beside SQLite,
-  since closing any descriptor of a file drops every POSIX lock the process holds on it,
-  SQLite's included, and that corrupts the database.
+  one clock tick that leave the same size) is found by the engine's slow poll. The watch
+  is on the folder: never ``open()`` a database's files beside SQLite, since closing any
+  descriptor of a file drops every POSIX lock the process holds on it, SQLite's included,
+  and that corrupts the database.
 """
 
 from __future__ import annotations
