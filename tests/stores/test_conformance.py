@@ -455,24 +455,24 @@ async def test_add_job_and_claim_takes_what_is_ahead_of_the_new_execution_first(
     late = job(priority=5, created_at=T0 + 3)
     late_e = execution(late, at=T0 + 3)
     await store.add_job(late, [late_e])
-    mid = job(created_at=T0 + 4)
-    mid_e = execution(mid, at=T0 + 4)
-    _, _, claims = await store.add_job_and_claim(mid, [mid_e], NODE, 1, T0 + 4)
-    assert [c.execution.id for c in claims] == [urgent_e.id]
-    last = job(created_at=T0 + 5)
-    last_e = execution(last, at=T0 + 5)
-    _, _, claims = await store.add_job_and_claim(last, [last_e], NODE, 3, T0 + 5)
-    assert [c.execution.id for c in claims] == [new_e.id, mid_e.id, last_e.id]
+
+    async def push(at: float, limit: int) -> tuple[str, list[str]]:
+        """Push a one-step job at ``at``; return its execution's id and the claimed ids."""
+        pushed = job(created_at=at)
+        pushed_e = execution(pushed, at=at)
+        _, _, claims = await store.add_job_and_claim(pushed, [pushed_e], NODE, limit, at)
+        return pushed_e.id, [c.execution.id for c in claims]
+
+    mid_id, claimed = await push(T0 + 4, 1)
+    assert claimed == [urgent_e.id]
+    last_id, claimed = await push(T0 + 5, 3)
+    assert claimed == [new_e.id, mid_id, last_id]
     # Only 'late' is left, behind it: the new execution is the one claimed.
-    alone = job(created_at=T0 + 6)
-    alone_e = execution(alone, at=T0 + 6)
-    _, _, claims = await store.add_job_and_claim(alone, [alone_e], NODE, 1, T0 + 6)
-    assert [c.execution.id for c in claims] == [alone_e.id]
+    alone_id, claimed = await push(T0 + 6, 1)
+    assert claimed == [alone_id]
     # With room for more, the claim goes on past the new execution, to 'late'.
-    roomy = job(created_at=T0 + 7)
-    roomy_e = execution(roomy, at=T0 + 7)
-    _, _, claims = await store.add_job_and_claim(roomy, [roomy_e], NODE, 5, T0 + 7)
-    assert [c.execution.id for c in claims] == [roomy_e.id, late_e.id]
+    roomy_id, claimed = await push(T0 + 7, 5)
+    assert claimed == [roomy_id, late_e.id]
     assert await store.count_executions(ExecutionQuery(status=S.QUEUED)) == 0
 
 
