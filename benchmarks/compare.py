@@ -342,7 +342,7 @@ def _targets(
     if "peers" in suites:
         memory, sqlite = get("asyncjobs memory"), get("asyncjobs SQLite")
         taskiq, huey = get("taskiq (in-memory broker)"), get("huey (SQLite)")
-        arq, saq = get("arq (Redis)"), get("saq (Redis)")
+        arq, saq, taskiq_redis = get("arq (Redis)"), get("saq (Redis)"), get("taskiq (Redis)")
         if memory and taskiq:
             out.append(
                 at_least(
@@ -360,7 +360,7 @@ def _targets(
                 out.append(
                     at_least("SQLite enqueue+drain", ours, "huey SQLite", huey.enqueue_drain(), 3)
                 )
-            for label, peer in (("arq", arq), ("saq", saq), ("taskiq in-memory", taskiq)):
+            for label, peer in (("arq", arq), ("saq", saq), ("taskiq on Redis", taskiq_redis)):
                 if peer:
                     out.append(
                         at_least("SQLite enqueue+drain", ours, label, peer.enqueue_drain(), 1)

@@ -74,6 +74,7 @@ PEERS = (
     Contender("arq (Redis)", ("arq",), "peer_arq.py", "redis"),
     # saq 0.26 imports typing_extensions without declaring it as a dependency.
     Contender("saq (Redis)", ("saq[redis]", "typing_extensions"), "peer_saq.py", "redis"),
+    Contender("taskiq (Redis)", ("taskiq-redis",), "peer_taskiq_redis.py", "redis"),
     Contender("taskiq (in-memory broker)", ("taskiq",), "peer_taskiq.py", persistent=False),
 )  # fmt: skip
 
