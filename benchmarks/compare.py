@@ -395,7 +395,7 @@ def _targets(
                 )
             # The persistent peers: a broker that keeps nothing is no latency peer of a store.
             stored = {
-                k.split(" (")[0]: f
+                k: f
                 for k, f in results.items()
                 if not k.startswith("asyncjobs") and f.result.contender.persistent
             }
