@@ -91,10 +91,13 @@ class TaskiqRedisPeer:
                 # Stopped while its read still waited: the next run's flush ends that read
                 # with an error, and the receiver with it.
             finally:
+                ready.set()  # also when it failed to start
                 stopped.set()
 
         threading.Thread(target=run, name="taskiq receiver", daemon=True).start()
         await asyncio.get_running_loop().run_in_executor(None, ready.wait, 30)
+        if "finish" not in box:
+            raise RuntimeError("taskiq's receiver did not start (its error is in the log)")
         try:
             yield
         finally:
