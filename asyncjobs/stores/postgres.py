@@ -88,9 +88,9 @@ T = TypeVar("T")
 _S = ExecutionStatus
 logger = logging.getLogger("asyncjobs.stores.postgres")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_SCHEMA = "asyncjobs"
-_MIGRATIONS = {1: "init", 2: "limited_index"}
+_MIGRATIONS = {1: "init", 2: "limited_index", 3: "due_index"}
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _RETRIES = 20
 
@@ -531,7 +531,10 @@ class PostgresStore:
         return [_job(row) for row in rows]
 
     async def next_fire(self) -> float | None:
-        rows = await self._fetch("SELECT min(next_fire_at) FROM jobs WHERE status = 'active'")
+        rows = await self._fetch(
+            "SELECT min(next_fire_at) FROM jobs "
+            "WHERE status = 'active' AND next_fire_at IS NOT NULL"
+        )
         return None if rows[0][0] is None else float(rows[0][0])
 
     async def fire(

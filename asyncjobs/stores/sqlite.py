@@ -110,7 +110,7 @@ WATCH_SETTLE = (0.002, 0.02, 0.2)
 its frames to the ``-wal`` file, then fsyncs it, and only then can readers see it; nothing
 is written to the file at that moment. A slow fsync (milliseconds, on a busy disk) would
 otherwise leave the last word to a wake-up that came too early."""
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _BUSY_RETRIES = 50
 _BUSY_MS = 5000  # how long a write, or the setup, waits for another process's lock
 _BUSY_SECONDS = _BUSY_MS / 1000
@@ -605,7 +605,8 @@ class SQLiteStore:
     async def next_fire(self) -> float | None:
         def run(conn: sqlite3.Connection) -> float | None:
             row = conn.execute(
-                "SELECT min(next_fire_at) FROM jobs WHERE status = 'active'"
+                "SELECT min(next_fire_at) FROM jobs "
+                "WHERE status = 'active' AND next_fire_at IS NOT NULL"
             ).fetchone()
             return None if row[0] is None else float(row[0])
 
@@ -864,7 +865,7 @@ class SQLiteStore:
 
 SQLiteStore.__module__ = "asyncjobs.stores"
 
-_MIGRATIONS = {1: "init", 2: "limited_index"}
+_MIGRATIONS = {1: "init", 2: "limited_index", 3: "due_index"}
 
 
 # -- the transactions, run on the connection's thread ---------------------------------------

@@ -111,16 +111,24 @@ async def test_a_version_1_schema_is_migrated_and_keeps_its_rows(pg_server: Post
     url = pg_server.url(schema=name)
     async with open_store(url) as store:
         await store.add_job(*_job_with(2))
-    # As a version-1 store left it: without the index of version 2.
+    # As a version-1 store left it: without the index of version 2, with version 1's jobs_due.
     await _sql(
         pg_server,
         f"DROP INDEX {name}.executions_limited",
+        f"DROP INDEX {name}.jobs_due",
+        f"CREATE INDEX jobs_due ON {name}.jobs (next_fire_at) WHERE status = 'active'",
         f"UPDATE {name}.asyncjobs_meta SET value = '1'",
     )
     async with open_store(url) as store:
         assert await store.count_jobs(JobQuery()) == 1
-    indexes = await _sql(pg_server, f"SELECT indexname FROM pg_indexes WHERE schemaname = '{name}'")
-    assert "executions_limited" in {r[0] for r in indexes}
+    indexes = dict(
+        await _sql(
+            pg_server, f"SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = '{name}'"
+        )
+    )
+    assert "executions_limited" in indexes
+    # Version 3: one-off jobs (no next fire time) are not in the due index.
+    assert "next_fire_at IS NOT NULL" in indexes["jobs_due"]
     (version,) = await _sql(pg_server, f"SELECT value FROM {name}.asyncjobs_meta")
     assert version[0] == str(SCHEMA_VERSION)
 

@@ -133,7 +133,8 @@ async def test_the_file_uses_wal_and_keeps_its_schema_version(tmp_path: Path) ->
 
 async def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
     """A file made by the first schema gets the later migrations at the next open, its jobs
-    and executions kept, and the claim uses the index that version 2 adds."""
+    and executions kept: the claim uses the index that version 2 adds, and version 3 narrows
+    the due index to the jobs that have a next fire time."""
     path = tmp_path / "v1.db"
 
     def make_v1() -> None:
@@ -148,8 +149,13 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path: Path) -
     job, executions = _job_with(3)
     async with SQLiteStore(path) as store:
         await store.add_job(job, executions)
-    # Written by a version-1 store: no index of version 2 yet. Re-create that state.
+    # Written by a version-1 store: no index of version 2 yet, version 1's jobs_due.
+    # Re-create that state.
     await anyio.to_thread.run_sync(_sql, path, "DROP INDEX executions_limited")
+    await anyio.to_thread.run_sync(_sql, path, "DROP INDEX jobs_due")
+    await anyio.to_thread.run_sync(
+        _sql, path, "CREATE INDEX jobs_due ON jobs (next_fire_at) WHERE status = 'active'"
+    )
     await anyio.to_thread.run_sync(
         _sql, path, "UPDATE asyncjobs_meta SET value = '1' WHERE key = 'schema_version'"
     )
@@ -159,14 +165,17 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path: Path) -
         claims = await store.claim(node, 10, T0 + 1)
         assert [c.execution.id for c in claims] == [e.id for e in executions]
 
-    def indexes() -> set[str]:
+    def indexes() -> dict[str, str]:
         with sqlite3.connect(path) as conn:
-            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
-            names = {row[0] for row in rows}
+            rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
+            named = {row[0]: row[1] for row in rows}
         conn.close()
-        return names
+        return named
 
-    assert "executions_limited" in await anyio.to_thread.run_sync(indexes)
+    named = await anyio.to_thread.run_sync(indexes)
+    assert "executions_limited" in named
+    # Version 3: one-off jobs (no next fire time) are not in the due index.
+    assert "next_fire_at IS NOT NULL" in named["jobs_due"]
 
 
 def test_bad_urls_and_options_name_what_is_supported(tmp_path: Path) -> None:
