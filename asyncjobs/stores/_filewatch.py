@@ -7,6 +7,10 @@ false and :meth:`~FileWrites.wait` only sleeps: the caller then polls at its own
 
 The folder is watched, not the file: the file may not exist yet, or be replaced. Only the
 events that name the file end a wait.
+
+A writer that knows its own writes can :meth:`~FileWrites.mute` the watch around them: the
+waiting thread is then not woken a few times per commit only to learn that nothing foreign
+happened (each wake-up takes the GIL from the writer, mid-commit).
 """
 
 from __future__ import annotations
@@ -39,20 +43,53 @@ class FileWrites:
         os.set_blocking(self._wake_w, False)  # wake() never blocks (the event loop calls it)
         self._inotify = _watch_folder(os.fsencode(path.parent))
         self.precise = self._inotify >= 0
+        # epoll where inotify is (both are Linux's): a writer can take the inotify descriptor
+        # out of a wait in progress, and put it back (mute, unmute).
+        self._poll = select.epoll() if self.precise else None
+        if self._poll is not None:
+            self._poll.register(self._wake_r, select.EPOLLIN)
+            self._poll.register(self._inotify, select.EPOLLIN)
+        self._muted = False
 
     def wait(self, timeout: float) -> bool:
         """Return ``True`` once the file was written, ``False`` after ``timeout`` seconds or
         when woken."""
         deadline = time.monotonic() + timeout
-        watched = [self._wake_r] + ([self._inotify] if self.precise else [])
         while (left := deadline - time.monotonic()) > 0:
-            ready, _, _ = select.select(watched, [], [], left)
+            if self._poll is None:
+                ready, _, _ = select.select([self._wake_r], [], [], left)
+            else:
+                ready = [fd for fd, _ in self._poll.poll(left)]
             if self._wake_r in ready:
                 os.read(self._wake_r, 4096)
                 return False
-            if self._inotify in ready and self._ours(os.read(self._inotify, 65536)):
+            if self._inotify in ready and self._ours(self._read_events()):
                 return True
         return False
+
+    def mute(self) -> None:
+        """Until :meth:`unmute`, writes do not end a :meth:`wait` (nor wake its thread)."""
+        if self._poll is not None and self._inotify >= 0 and not self._muted:
+            self._muted = True
+            self._poll.unregister(self._inotify)
+
+    def unmute(self) -> None:
+        """Forget the writes made while muted; from now on a write ends a wait again.
+
+        Call it before the writer records the file's state: a write landing between the two
+        is then either in that record or reported to the wait, never lost to both."""
+        if self._poll is not None and self._inotify >= 0 and self._muted:
+            self._read_events()
+            self._poll.register(self._inotify, select.EPOLLIN)
+            self._muted = False
+
+    def _read_events(self) -> bytes:
+        """Everything the inotify descriptor holds (it never blocks: O_NONBLOCK)."""
+        chunks = []
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(self._inotify, 65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
 
     def _ours(self, buffer: bytes) -> bool:
         offset, found = 0, False
@@ -70,7 +107,10 @@ class FileWrites:
 
     def close(self) -> None:
         """Release the descriptors, once the waiting thread is done and nothing will
-        :meth:`wake` it any more (a closed descriptor's number is soon another file's)."""
+        :meth:`wake`, :meth:`mute` or :meth:`unmute` it any more (a closed descriptor's number
+        is soon another file's)."""
+        if self._poll is not None:
+            self._poll.close()
         for fd in (self._wake_r, self._wake_w, self._inotify):
             if fd >= 0:
                 os.close(fd)
