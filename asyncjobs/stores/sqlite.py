@@ -125,6 +125,9 @@ _JOB_COLUMNS = (
     "id, name, category, status, schedule, steps, priority, shared, key, created_at, updated_at, "
     "next_fire_at, last_fire_at, state"
 )
+_INSERT_JOB = (
+    f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * (_JOB_COLUMNS.count(',') + 1))})"
+)
 _EVENT_COLUMNS = "seq, at, kind, job_id, execution_id, status, progress, level, message, data"
 _INSERT_STATE = (
     "INSERT INTO events (at, kind, job_id, execution_id, status) VALUES (?, 'state', ?, ?, ?)"
@@ -944,30 +947,30 @@ def _add_job(
         ).fetchone()
         if row is not None:
             return _job(row), False
-    conn.execute(
-        f"INSERT INTO jobs ({_JOB_COLUMNS}) "
-        "VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
-        (
-            job.id,
-            job.name,
-            job.category,
-            _dumps(job.schedule),
-            _dumps([step.to_json() for step in job.steps]),
-            job.priority,
-            _dumps(job.shared),
-            job.key,
-            job.created_at,
-            job.created_at,
-            job.next_fire_at,
-            _dumps(job.state),
-        ),
+    row = (
+        job.id,
+        job.name,
+        job.category,
+        JobStatus.ACTIVE.value,
+        _dumps(job.schedule),
+        _dumps([step.to_json() for step in job.steps]),
+        job.priority,
+        _dumps(job.shared),
+        job.key,
+        job.created_at,
+        job.created_at,
+        job.next_fire_at,
+        None,
+        _dumps(job.state),
     )
+    conn.execute(_INSERT_JOB, row)
     conn.executemany(
         "INSERT OR IGNORE INTO categories (name, created_at) VALUES (?, ?)",
         [(name, job.created_at) for name in _common.category_chain(job.category)],
     )
     _insert_executions(conn, executions, claimed)
-    return _get_job(conn, job.id), True
+    # The row as inserted is the row as stored: no need to read it back.
+    return _job(row), True
 
 
 def _add_job_and_claim(

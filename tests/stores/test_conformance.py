@@ -109,6 +109,7 @@ async def test_add_job_stores_the_job_its_executions_and_first_states(store: Sto
     assert created
     assert record.id == j.id and record.status == JobStatus.ACTIVE
     assert record.shared == {"cursor": 3} and record.category == "reports/daily/pdf"
+    assert record == await store.get_job(j.id)  # what add_job returns is what it stored
     assert (await store.get_execution(now.id)).status == S.QUEUED
     assert (await store.get_execution(later.id)).status == S.SCHEDULED
     assert [t.status for t in await store.history(later.id)] == [S.SCHEDULED]
