@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_right
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, TypeVar
 
 from .._errors import ExecutionNotFound, JobNotFound
 from .._models import (
@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from .._types import JSON, ExecutionId, JobId
 
 _S = ExecutionStatus
+E = TypeVar("E", StateChanged, ProgressReported, LogWritten)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -84,7 +85,9 @@ class _Exec:
     pid: int | None = None
     child: tuple[int, str | None] | None = None
     cancel_requested: bool = False
-    history: list[Transition] = field(default_factory=list)
+    # Its state events, shared with the store's event list: history() reads them as
+    # transitions (one object per change, not two, for the collector to walk).
+    history: list[StateChanged] = field(default_factory=list)
 
     def snapshot(self) -> Execution:
         return Execution(
@@ -151,16 +154,19 @@ class MemoryStore:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _event(self, make: type[Event], **fields: object) -> None:
+    def _event(self, make: type[E], **fields: object) -> E:
         self._seq += 1
-        self._events.append(make(seq=self._seq, **fields))  # type: ignore[arg-type]
+        event = make(seq=self._seq, **fields)  # type: ignore[arg-type]
+        self._events.append(event)
+        return event
 
     def _move(self, row: _Exec, to: ExecutionStatus, at: float) -> None:
         check_transition(row.status, to)
         row.status = to
         when = _dt(at)
-        row.history.append(Transition(status=to, at=when))
-        self._event(StateChanged, at=when, job_id=row.job_id, execution_id=row.id, status=to)
+        row.history.append(
+            self._event(StateChanged, at=when, job_id=row.job_id, execution_id=row.id, status=to)
+        )
         if to == _S.QUEUED:
             heapq.heappush(self._queued, (row.priority, row.scheduled_for, row.id))
         elif to in WAITING:
@@ -297,8 +303,11 @@ class MemoryStore:
         self._execs[new.id] = row
         self._job_execs[new.job_id].append(new.id)
         when = _dt(new.created_at)
-        row.history.append(Transition(status=status, at=when))
-        self._event(StateChanged, at=when, job_id=row.job_id, execution_id=row.id, status=status)
+        row.history.append(
+            self._event(
+                StateChanged, at=when, job_id=row.job_id, execution_id=row.id, status=status
+            )
+        )
         if status == _S.QUEUED:
             heapq.heappush(self._queued, (row.priority, row.scheduled_for, row.id))
         else:
@@ -484,7 +493,7 @@ class MemoryStore:
         return len(self._match_execs(query))
 
     async def history(self, execution_id: ExecutionId) -> list[Transition]:
-        return list(self._exec(execution_id).history)
+        return [Transition(status=e.status, at=e.at) for e in self._exec(execution_id).history]
 
     def _promote(self, at: float) -> None:
         while self._waiting and self._waiting[0][0] <= at:
