@@ -3,6 +3,7 @@ it must not touch, clear connection errors, and several stores (nodes) on one da
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import TYPE_CHECKING
 
@@ -109,8 +110,12 @@ async def test_the_store_lives_in_its_own_versioned_schema(pg_server: PostgresSe
 async def test_a_version_1_schema_is_migrated_and_keeps_its_rows(pg_server: PostgresServer) -> None:
     name = _fresh()
     url = pg_server.url(schema=name)
+    cron = dataclasses.replace(
+        _job_with(0)[0], schedule={"kind": "cron", "expr": "* * * * *"}, next_fire_at=T0 + 60
+    )
     async with open_store(url) as store:
         await store.add_job(*_job_with(2))
+        await store.add_job(cron, [])
     # As a version-1 store left it: without the index of version 2, with version 1's jobs_due.
     await _sql(
         pg_server,
@@ -120,7 +125,11 @@ async def test_a_version_1_schema_is_migrated_and_keeps_its_rows(pg_server: Post
         f"UPDATE {name}.asyncjobs_meta SET value = '1'",
     )
     async with open_store(url) as store:
-        assert await store.count_jobs(JobQuery()) == 1
+        assert await store.count_jobs(JobQuery()) == 2
+        # The rebuilt due index still finds the schedule, and only it.
+        assert await store.next_fire() == T0 + 60
+        assert [j.id for j in await store.due_jobs(T0 + 60, 10)] == [cron.id]
+        assert await store.due_jobs(T0 + 59, 10) == []
     indexes = dict(
         await _sql(
             pg_server, f"SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = '{name}'"

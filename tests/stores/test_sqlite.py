@@ -147,8 +147,12 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path: Path) -
 
     await anyio.to_thread.run_sync(make_v1)
     job, executions = _job_with(3)
+    cron = dataclasses.replace(
+        _job_with(0)[0], schedule={"kind": "cron", "expr": "* * * * *"}, next_fire_at=T0 + 60
+    )
     async with SQLiteStore(path) as store:
         await store.add_job(job, executions)
+        await store.add_job(cron, [])
     # Written by a version-1 store: no index of version 2 yet, version 1's jobs_due.
     # Re-create that state.
     await anyio.to_thread.run_sync(_sql, path, "DROP INDEX executions_limited")
@@ -164,6 +168,10 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path: Path) -
         await store.register_node(node)
         claims = await store.claim(node, 10, T0 + 1)
         assert [c.execution.id for c in claims] == [e.id for e in executions]
+        # The rebuilt due index still finds the schedule, and only it.
+        assert await store.next_fire() == T0 + 60
+        assert [j.id for j in await store.due_jobs(T0 + 60, 10)] == [cron.id]
+        assert await store.due_jobs(T0 + 59, 10) == []
 
     def indexes() -> dict[str, str]:
         with sqlite3.connect(path) as conn:
