@@ -403,3 +403,31 @@ async def test_another_stores_commit_is_told_again_later_then_no_more(tmp_path: 
         assert heard[-1] - start >= sum(sqlite_store.WATCH_SETTLE)
         await anyio.sleep(0.3)
         assert len(heard) == told  # and then quiet: no wake-ups without writes
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+async def test_a_stores_own_commits_neither_tell_its_watchers_nor_wake_its_watch(
+    tmp_path: Path,
+) -> None:
+    # Its commits are recorded (not another process's), and the watch is muted while they
+    # are written: the watch thread is not woken to take the GIL from the writer.
+    heard: list[frozenset[str]] = []
+    woken: list[bool] = []
+    async with SQLiteStore(tmp_path / "own.db") as store:
+        await store.watch(heard.append)
+        writes = store._watch_writes
+        assert writes is not None and writes.precise
+        wait = writes.wait
+
+        def counted(timeout: float) -> bool:
+            written = wait(timeout)
+            woken.append(written)
+            return written
+
+        writes.wait = counted  # type: ignore[method-assign]
+        await anyio.sleep(0.05)  # the watch thread is in its (counted) wait
+        for _ in range(20):
+            await store.add_job(*_job_with(1))
+        await anyio.sleep(0.1)
+    assert heard == []
+    assert woken and True not in woken  # it woke only at its timeouts
