@@ -1107,8 +1107,10 @@ async def _write(tx: _Tx, batch: WriteBatch) -> list[bool]:
             tx.progress(update.at, job_id, execution_id, update.progress, _text(update.message))
     ended_jobs: dict[str, float] = {}
     ended = await _end_runs(conn, batch.finishes)
+    applied: list[bool] = []
     for finish in batch.finishes:
-        row = ended.get((finish.execution_id, finish.run))
+        row = ended.pop((finish.execution_id, finish.run), None)
+        applied.append(row is not None)
         if row is None:
             continue
         job_id, concurrency = row
@@ -1138,7 +1140,6 @@ async def _write(tx: _Tx, batch: WriteBatch) -> list[bool]:
             tx.keys.add(SCHEDULE)
         if finish.status in TERMINAL:
             ended_jobs[job_id] = max(finish.at, ended_jobs.get(job_id, finish.at))
-    applied = [(f.execution_id, f.run) in ended for f in batch.finishes]
     await _finish_jobs(tx, ended_jobs)
     return applied
 
@@ -1147,12 +1148,19 @@ async def _end_runs(
     conn: asyncpg.Connection, finishes: Sequence[Finish]
 ) -> dict[tuple[str, int], tuple[str, int | None]]:
     """End the runs of a batch in one statement, each fenced on its run; return the ones
-    that applied: (execution id, run) -> (job id, the step's concurrency limit)."""
+    that applied: (execution id, run) -> (job id, the step's concurrency limit).
+
+    A run named twice in one batch is ended by its first finish only, as one statement per
+    finish would: PostgreSQL would update the row from either."""
     if not finishes:
         return {}
     columns: list[list[Any]] = [[] for _ in range(10)]
+    named: set[tuple[str, int]] = set()
     for finish in finishes:
         check_transition(_S.RUNNING, finish.status)
+        if (finish.execution_id, finish.run) in named:
+            continue
+        named.add((finish.execution_id, finish.run))
         retrying = finish.status == _S.RETRYING
         values = (
             finish.execution_id,

@@ -574,6 +574,48 @@ async def test_failed_carries_the_error_and_retrying_requeues(store: Store) -> N
     ]  # fmt: skip
 
 
+async def test_a_large_batch_of_finishes_applies_each_one_on_its_own_run(store: Store) -> None:
+    # More finishes than a store writes with one statement, of every kind, with a stale run
+    # and a second finish of a run already ended in the same batch: each is applied or not
+    # as if it were written alone, in order.
+    jobs = [job() for _ in range(520)]
+    for j in jobs:
+        await store.add_job(j, [execution(j)])
+    claims = await store.claim(NODE, 600, T0)
+    assert len(claims) == 520
+    kinds = (S.COMPLETED, S.FAILED, S.RETRYING, S.CANCELLED)
+    error = ErrorInfo(type="ValueError", message="bad", traceback="Traceback...")
+    finishes = [
+        finish(
+            c.execution.id,
+            c.run,
+            kinds[i % 4],
+            result={"i": i} if kinds[i % 4] == S.COMPLETED else None,
+            error=error if kinds[i % 4] in (S.FAILED, S.RETRYING) else None,
+            progress=float(i % 101),
+            retry_at=T0 + 60,
+        )
+        for i, c in enumerate(claims)
+    ]
+    first, second = claims[0], claims[1]
+    stale = finish(second.execution.id, second.run - 1, S.COMPLETED, result="stale")
+    again = finish(first.execution.id, first.run, S.FAILED, error=error)
+    applied = await store.write(WriteBatch(finishes=[stale, *finishes, again]))
+    assert applied == [False, *[True] * 520, False]
+    for i, c in enumerate(claims):
+        ex = await store.get_execution(c.execution.id)
+        assert ex.status == kinds[i % 4] and ex.progress == float(i % 101)
+        assert ex.result == ({"i": i} if kinds[i % 4] == S.COMPLETED else None)
+        assert ex.error == (error if kinds[i % 4] in (S.FAILED, S.RETRYING) else None)
+        retrying = kinds[i % 4] == S.RETRYING
+        assert (ex.ended_at is None) == retrying and ex.attempt == (2 if retrying else 1)
+        assert [t.status for t in await store.history(c.execution.id)] == [
+            S.QUEUED, S.RUNNING, kinds[i % 4],
+        ]  # fmt: skip
+        status = JobStatus.ACTIVE if retrying else JobStatus.FINISHED
+        assert (await store.get_job(c.execution.job_id)).status == status
+
+
 async def test_shared_writes_merge_into_the_job(store: Store) -> None:
     j, e = await add(store, shared={"keep": 1, "cursor": 0})
     (claim,) = await store.claim(NODE, 1, T0)
