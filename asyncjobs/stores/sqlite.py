@@ -98,6 +98,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection, Sequence
 
     from .._types import ExecutionId, JobId
+    from .base import Finish
 
 T = TypeVar("T")
 _S = ExecutionStatus
@@ -116,6 +117,7 @@ SCHEMA_VERSION = 3
 _BUSY_RETRIES = 50
 _BUSY_MS = 5000  # how long a write, or the setup, waits for another process's lock
 _BUSY_SECONDS = _BUSY_MS / 1000
+_ROWS_PER_STATEMENT = 500  # a batch's rows per UPDATE ... FROM (VALUES ...): 5,000 parameters
 
 _EXEC_COLUMNS = (
     "id, job_id, step, spec, status, priority, attempt, progress, progress_message, result, "
@@ -1170,15 +1172,67 @@ def _claim(
 
 def _finish_jobs(conn: sqlite3.Connection, ended: dict[str, float]) -> None:
     """Move one-off jobs that have no live execution left to ``finished`` (job id -> when)."""
-    for job_id, at in ended.items():
+    items = list(ended.items())
+    for start in range(0, len(items), _ROWS_PER_STATEMENT):
+        chunk = items[start : start + _ROWS_PER_STATEMENT]
         conn.execute(
-            "UPDATE jobs SET status = 'finished', updated_at = ? "
-            "WHERE id = ? AND status IN ('active', 'paused') "
-            "AND json_extract(schedule, '$.kind') = 'once' "
-            f"AND NOT EXISTS (SELECT 1 FROM executions WHERE job_id = ? "
+            f"WITH f(id, at) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))}) "
+            "UPDATE jobs SET status = 'finished', updated_at = f.at FROM f "
+            "WHERE jobs.id = f.id AND jobs.status IN ('active', 'paused') "
+            "AND json_extract(jobs.schedule, '$.kind') = 'once' "
+            "AND NOT EXISTS (SELECT 1 FROM executions WHERE job_id = f.id "
             f"AND status NOT IN {_TERMINAL_SQL})",
-            (at, job_id, job_id),
+            [value for item in chunk for value in item],
         )
+
+
+def _end_runs(conn: sqlite3.Connection, finishes: Sequence[Finish]) -> dict[tuple[str, int], str]:
+    """End the runs of a batch, each fenced on its run, in one statement per
+    ``_ROWS_PER_STATEMENT``; return the ones that applied: (execution id, run) -> job id.
+
+    A run named twice in one batch is ended by its first finish only, as one statement per
+    finish would."""
+    rows: dict[tuple[str, int], tuple[object, ...]] = {}
+    for finish in finishes:
+        check_transition(_S.RUNNING, finish.status)
+        retrying = finish.status == _S.RETRYING
+        rows.setdefault(
+            (finish.execution_id, finish.run),
+            (
+                finish.execution_id,
+                finish.run,
+                finish.status.value,
+                None if finish.result is None else _dumps(finish.result),
+                None if finish.error is None else _dumps(finish.error.to_json()),
+                finish.progress,
+                finish.progress_message,
+                None if retrying else finish.at,
+                (finish.retry_at if finish.retry_at is not None else finish.at)
+                if retrying
+                else None,
+                1 if retrying and finish.new_attempt else 0,
+            ),
+        )
+    values = list(rows.values())
+    ended: dict[tuple[str, int], str] = {}
+    for start in range(0, len(values), _ROWS_PER_STATEMENT):
+        chunk = values[start : start + _ROWS_PER_STATEMENT]
+        marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+        for execution_id, run, job_id in conn.execute(
+            "WITH f(id, run, status, result, error, progress, message, ended_at, retry_at, more) "
+            f"AS (VALUES {marks}) "
+            "UPDATE executions SET status = f.status, result = f.result, error = f.error, "
+            "progress = coalesce(f.progress, executions.progress), "
+            "progress_message = coalesce(f.message, executions.progress_message), "
+            "ended_at = f.ended_at, scheduled_for = coalesce(f.retry_at, executions.scheduled_for), "
+            "attempt = executions.attempt + f.more FROM f "
+            "WHERE executions.id = f.id AND executions.run = f.run "
+            "AND executions.status = 'running' "
+            "RETURNING executions.id, executions.run, executions.job_id",
+            [value for row in chunk for value in row],
+        ):
+            ended[execution_id, run] = job_id
+    return ended
 
 
 def _write(conn: sqlite3.Connection, batch: WriteBatch) -> list[bool]:
@@ -1211,34 +1265,14 @@ def _write(conn: sqlite3.Connection, batch: WriteBatch) -> list[bool]:
             )
     applied: list[bool] = []
     ended_jobs: dict[str, float] = {}
+    ended = _end_runs(conn, batch.finishes)
+    states: list[tuple[float, str, str, str]] = []
     for finish in batch.finishes:
-        check_transition(_S.RUNNING, finish.status)
-        retrying = finish.status == _S.RETRYING
-        row = conn.execute(
-            "UPDATE executions SET status = ?, result = ?, error = ?, "
-            "progress = coalesce(?, progress), progress_message = coalesce(?, progress_message), "
-            "ended_at = ?, scheduled_for = coalesce(?, scheduled_for), attempt = attempt + ? "
-            "WHERE id = ? AND run = ? AND status = 'running' RETURNING job_id",
-            (
-                finish.status.value,
-                None if finish.result is None else _dumps(finish.result),
-                None if finish.error is None else _dumps(finish.error.to_json()),
-                finish.progress,
-                finish.progress_message,
-                None if retrying else finish.at,
-                (finish.retry_at if finish.retry_at is not None else finish.at)
-                if retrying
-                else None,
-                1 if retrying and finish.new_attempt else 0,
-                finish.execution_id,
-                finish.run,
-            ),
-        ).fetchone()
-        if row is None:
+        job_id = ended.pop((finish.execution_id, finish.run), None)
+        if job_id is None:
             applied.append(False)
             continue
-        job_id = row[0]
-        conn.execute(_INSERT_STATE, (finish.at, job_id, finish.execution_id, finish.status.value))
+        states.append((finish.at, job_id, finish.execution_id, finish.status.value))
         if finish.shared:
             current = conn.execute("SELECT shared FROM jobs WHERE id = ?", (job_id,)).fetchone()
             merged = {**_loads(current[0]), **finish.shared}
@@ -1262,6 +1296,7 @@ def _write(conn: sqlite3.Connection, batch: WriteBatch) -> list[bool]:
         if finish.status in TERMINAL:
             ended_jobs[job_id] = max(finish.at, ended_jobs.get(job_id, finish.at))
         applied.append(True)
+    conn.executemany(_INSERT_STATE, states)
     _finish_jobs(conn, ended_jobs)
     return applied
 
