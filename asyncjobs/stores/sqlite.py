@@ -114,6 +114,8 @@ its frames to the ``-wal`` file, then fsyncs it, and only then can readers see i
 is written to the file at that moment. A slow fsync (milliseconds, on a busy disk) would
 otherwise leave the last word to a wake-up that came too early."""
 SCHEMA_VERSION = 3
+MIN_SQLITE = (3, 35)
+"""The oldest SQLite the store runs on: 3.35 brought ``RETURNING``, 3.33 ``UPDATE ... FROM``."""
 _BUSY_RETRIES = 50
 _BUSY_MS = 5000  # how long a write, or the setup, waits for another process's lock
 _BUSY_SECONDS = _BUSY_MS / 1000
@@ -385,6 +387,12 @@ class SQLiteStore:
         return outcomes
 
     async def __aenter__(self) -> Self:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StoreError(
+                f"the SQLite store needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer "
+                f"(UPDATE ... RETURNING); this Python's sqlite3 module has SQLite "
+                f"{sqlite3.sqlite_version}: use a Python built with a newer one"
+            )
         db = aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             self._db = await db

@@ -86,6 +86,17 @@ async def test_a_file_that_is_not_a_database_is_refused_untouched(tmp_path: Path
     assert not await anyio.Path(tmp_path / "notes.db-wal").exists()
 
 
+async def test_an_sqlite_too_old_is_refused_before_the_file_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(StoreError, match=r"needs SQLite 3\.35 or newer .* has SQLite 3\.31\.1"):
+        async with SQLiteStore(tmp_path / "jobs.db"):
+            pass
+    assert not await anyio.Path(tmp_path / "jobs.db").exists()
+
+
 async def test_a_foreign_database_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "app.db"
     await anyio.to_thread.run_sync(_sql, path, "CREATE TABLE users (id INTEGER PRIMARY KEY)")
