@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_right
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Self, TypeVar
+from typing import TYPE_CHECKING, Self
 
 from .._errors import ExecutionNotFound, JobNotFound
 from .._models import (
@@ -22,8 +22,6 @@ from .._models import (
     LogRecord,
     LogWritten,
     Page,
-    ProgressReported,
-    StateChanged,
     StepSpec,
     Transition,
 )
@@ -59,7 +57,14 @@ if TYPE_CHECKING:
     from .._types import JSON, ExecutionId, JobId
 
 _S = ExecutionStatus
-E = TypeVar("E", StateChanged, ProgressReported, LogWritten)
+_EventRow = tuple[
+    int, float, str, str, str | None, str | None, float | None, int | None, str | None, str | None
+]
+"""An event as the SQL stores keep it (``seq, at, kind, job_id, execution_id, status,
+progress, level, message, data``, ``data`` as JSON text), made an :class:`Event` when read
+(``_common.event_from_row``). A tuple of strings and numbers is one object the cyclic
+garbage collector stops walking after its first look; an event object would be walked at
+every full collection, for as long as the store keeps it."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -85,9 +90,9 @@ class _Exec:
     pid: int | None = None
     child: tuple[int, str | None] | None = None
     cancel_requested: bool = False
-    # Its state events, shared with the store's event list: history() reads them as
-    # transitions (one object per change, not two, for the collector to walk).
-    history: list[StateChanged] = field(default_factory=list)
+    # Its state events' rows, shared with the store's event list: history() reads them as
+    # transitions.
+    history: list[_EventRow] = field(default_factory=list)
 
     def snapshot(self) -> Execution:
         return Execution(
@@ -132,7 +137,7 @@ class MemoryStore:
         self._execs: dict[ExecutionId, _Exec] = {}
         self._queued: list[tuple[int, float, str]] = []  # heap: claim order
         self._waiting: list[tuple[float, str]] = []  # heap: (scheduled_for, id)
-        self._events: list[Event] = []
+        self._events: list[_EventRow] = []
         self._categories: dict[str, float] = {}
         self._nodes: dict[str, NodeInfo] = {}
         self._live_keys: dict[str, JobId] = {}
@@ -154,34 +159,37 @@ class MemoryStore:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _event(self, make: type[E], **fields: object) -> E:
+    def _event(
+        self,
+        at: float,
+        kind: str,
+        job_id: str,
+        execution_id: str | None,
+        status: str | None = None,
+        progress: float | None = None,
+        level: int | None = None,
+        message: str | None = None,
+        data: str | None = None,
+    ) -> _EventRow:
         self._seq += 1
-        event = make(seq=self._seq, **fields)  # type: ignore[arg-type]
+        event = (self._seq, at, kind, job_id, execution_id, status, progress, level, message, data)
         self._events.append(event)
         return event
+
+    def _state(self, row: _Exec, at: float, status: ExecutionStatus) -> None:
+        row.history.append(self._event(at, "state", row.job_id, row.id, status.value))
 
     def _move(self, row: _Exec, to: ExecutionStatus, at: float) -> None:
         check_transition(row.status, to)
         row.status = to
-        when = _dt(at)
-        row.history.append(
-            self._event(StateChanged, at=when, job_id=row.job_id, execution_id=row.id, status=to)
-        )
+        self._state(row, at, to)
         if to == _S.QUEUED:
             heapq.heappush(self._queued, (row.priority, row.scheduled_for, row.id))
         elif to in WAITING:
             heapq.heappush(self._waiting, (row.scheduled_for, row.id))
 
     def _log(self, row: _Exec, at: float, level: LogLevel, message: str) -> None:
-        self._event(
-            LogWritten,
-            at=to_datetime(at),
-            job_id=row.job_id,
-            execution_id=row.id,
-            level=level,
-            message=message,
-            data={},
-        )
+        self._event(at, "log", row.job_id, row.id, level=int(level), message=message)
 
     def _exec(self, execution_id: ExecutionId) -> _Exec:
         row = self._execs.get(execution_id)
@@ -302,12 +310,7 @@ class MemoryStore:
         )
         self._execs[new.id] = row
         self._job_execs[new.job_id].append(new.id)
-        when = _dt(new.created_at)
-        row.history.append(
-            self._event(
-                StateChanged, at=when, job_id=row.job_id, execution_id=row.id, status=status
-            )
-        )
+        self._state(row, new.created_at, status)
         if status == _S.QUEUED:
             heapq.heappush(self._queued, (row.priority, row.scheduled_for, row.id))
         else:
@@ -434,16 +437,12 @@ class MemoryStore:
             if row.status in TERMINAL and row.ended_at is not None and row.ended_at < ended_before
         }
         logs = sum(
-            1
-            for e in self._events
-            if isinstance(e, LogWritten)
-            and (e.execution_id in gone or e.at.timestamp() < logs_before)
+            1 for e in self._events if e[2] == "log" and (e[4] in gone or e[1] < logs_before)
         )
         kept = [
             e
             for e in self._events
-            if e.execution_id not in gone
-            and not (isinstance(e, LogWritten) and e.at.timestamp() < logs_before)
+            if e[4] not in gone and not (e[2] == "log" and e[1] < logs_before)
         ]
         # Sequence numbers stay as they were: streams resume after them.
         self._events = kept
@@ -493,7 +492,8 @@ class MemoryStore:
         return len(self._match_execs(query))
 
     async def history(self, execution_id: ExecutionId) -> list[Transition]:
-        return [Transition(status=e.status, at=e.at) for e in self._exec(execution_id).history]
+        rows = self._exec(execution_id).history  # state events: their status is set
+        return [Transition(status=_S(str(e[5])), at=_dt(e[1])) for e in rows]
 
     def _promote(self, at: float) -> None:
         while self._waiting and self._waiting[0][0] <= at:
@@ -573,10 +573,10 @@ class MemoryStore:
             row.progress = update.progress
             row.progress_message = update.message
             self._event(
-                ProgressReported,
-                at=to_datetime(update.at),
-                job_id=row.job_id,
-                execution_id=row.id,
+                update.at,
+                "progress",
+                row.job_id,
+                row.id,
                 progress=update.progress,
                 message=update.message,
             )
@@ -610,13 +610,13 @@ class MemoryStore:
 
     def _append_log(self, log: NewLog) -> None:
         self._event(
-            LogWritten,
-            at=to_datetime(log.at),
-            job_id=log.job_id,
-            execution_id=log.execution_id,
-            level=log.level,
+            log.at,
+            "log",
+            log.job_id,
+            log.execution_id,
+            level=int(log.level),
             message=log.message,
-            data=log.data,
+            data=_common.dumps(log.data) if log.data else None,
         )
 
     async def cancel_execution(
@@ -703,23 +703,28 @@ class MemoryStore:
         if query.execution_id is not None and query.execution_id not in self._execs:
             raise ExecutionNotFound(query.execution_id)
         rows = [
-            LogRecord(
-                execution_id=e.execution_id,
-                job_id=e.job_id,
-                seq=e.seq,
-                at=e.at,
-                level=e.level,
-                message=e.message,
-                data=e.data,
-            )
+            e
             for e in self._events
-            if isinstance(e, LogWritten)
-            and (query.execution_id is None or e.execution_id == query.execution_id)
-            and (query.job_id is None or e.job_id == query.job_id)
-            and (level is None or e.level >= level)
+            if e[2] == "log"
+            and (query.execution_id is None or e[4] == query.execution_id)
+            and (query.job_id is None or e[3] == query.job_id)
+            and (level is None or (e[7] or 0) >= level)
         ]
+        logs = [_common.event_from_row(row) for row in rows[offset : offset + limit]]
         return Page(
-            items=tuple(rows[offset : offset + limit]),
+            items=tuple(
+                LogRecord(
+                    execution_id=e.execution_id,
+                    job_id=e.job_id,
+                    seq=e.seq,
+                    at=e.at,
+                    level=e.level,
+                    message=e.message,
+                    data=e.data,
+                )
+                for e in logs
+                if isinstance(e, LogWritten)
+            ),
             page=query.page,
             page_size=query.page_size,
             total=len(rows),
@@ -733,13 +738,13 @@ class MemoryStore:
         execution_id: ExecutionId | None = None,
         limit: int = 500,
     ) -> list[Event]:
-        start = bisect_right(self._events, seq, key=lambda e: e.seq)
+        start = bisect_right(self._events, seq, key=lambda e: e[0])
         out: list[Event] = []
         for event in self._events[start:]:
-            if (job_id is None or event.job_id == job_id) and (
-                execution_id is None or event.execution_id == execution_id
+            if (job_id is None or event[3] == job_id) and (
+                execution_id is None or event[4] == execution_id
             ):
-                out.append(event)
+                out.append(_common.event_from_row(event))
                 if len(out) >= limit:
                     break
         return out
