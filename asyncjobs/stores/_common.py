@@ -17,9 +17,9 @@ from .._models import (
     StateChanged,
     StepSpec,
 )
-from .._states import ExecutionStatus, JobStatus, LogLevel
+from .._states import ExecutionStatus, JobStatus, LogLevel, check_transition
 from .._types import to_datetime
-from .base import MAX_PAGE_SIZE, Claim
+from .base import MAX_PAGE_SIZE, Claim, Finish
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -160,6 +160,37 @@ def execution_from_row(row: Row, spec: StepSpec | None = None) -> Execution:
         node=row[15],
         pid=row[16],
     )
+
+
+FinishRow = tuple[str, int, str, str | None, str | None, float | None, str | None,
+                  float | None, float | None, int]  # fmt: skip
+"""What a finish writes to its execution: ``id, run, status, result, error, progress,
+progress_message, ended_at, retry_at, attempts added`` (``result`` and ``error`` as JSON
+text, ``retry_at`` the new ``scheduled_for`` of a retry)."""
+
+
+def finish_rows(finishes: Sequence[Finish]) -> list[FinishRow]:
+    """Return the rows of a batch's finishes, checked, one per run: a run named twice in one
+    batch is ended by its first finish only, as one statement per finish would do."""
+    rows: dict[tuple[str, int], FinishRow] = {}
+    for finish in finishes:
+        check_transition(ExecutionStatus.RUNNING, finish.status)
+        if (finish.execution_id, finish.run) in rows:
+            continue
+        retrying = finish.status == ExecutionStatus.RETRYING
+        rows[finish.execution_id, finish.run] = (
+            finish.execution_id,
+            finish.run,
+            finish.status.value,
+            None if finish.result is None else dumps(finish.result),
+            None if finish.error is None else dumps(finish.error.to_json()),
+            finish.progress,
+            finish.progress_message,
+            None if retrying else finish.at,
+            (finish.retry_at if finish.retry_at is not None else finish.at) if retrying else None,
+            1 if retrying and finish.new_attempt else 0,
+        )
+    return list(rows.values())
 
 
 def claims_from_rows(rows: Sequence[Row], jobs: Mapping[str, tuple[Any, Any, Any]]) -> list[Claim]:

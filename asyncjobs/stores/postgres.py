@@ -52,7 +52,7 @@ from .._models import (
     StepSpec,
     Transition,
 )
-from .._states import TERMINAL, WAITING, ExecutionStatus, JobStatus, LogLevel, check_transition
+from .._states import TERMINAL, WAITING, ExecutionStatus, JobStatus, LogLevel
 from . import _common
 from ._common import (
     dt as _dt,
@@ -1150,32 +1150,13 @@ async def _end_runs(
     """End the runs of a batch in one statement, each fenced on its run; return the ones
     that applied: (execution id, run) -> (job id, the step's concurrency limit).
 
-    A run named twice in one batch is ended by its first finish only, as one statement per
-    finish would: PostgreSQL would update the row from either."""
+    One row per run (``_common.finish_rows``): given two rows for one run, PostgreSQL would
+    update it from either."""
     if not finishes:
         return {}
-    columns: list[list[Any]] = [[] for _ in range(10)]
-    named: set[tuple[str, int]] = set()
-    for finish in finishes:
-        check_transition(_S.RUNNING, finish.status)
-        if (finish.execution_id, finish.run) in named:
-            continue
-        named.add((finish.execution_id, finish.run))
-        retrying = finish.status == _S.RETRYING
-        values = (
-            finish.execution_id,
-            finish.run,
-            finish.status.value,
-            None if finish.result is None else _dumps(finish.result),
-            None if finish.error is None else _dumps(finish.error.to_json()),
-            finish.progress,
-            None if finish.progress_message is None else _text(finish.progress_message),
-            None if retrying else finish.at,
-            (finish.retry_at if finish.retry_at is not None else finish.at) if retrying else None,
-            1 if retrying and finish.new_attempt else 0,
-        )
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
+    values = _common.finish_rows(finishes)
+    columns: list[list[Any]] = [list(column) for column in zip(*values, strict=True)]
+    columns[6] = [None if message is None else _text(message) for message in columns[6]]
     rows = await conn.fetch(
         "UPDATE executions e SET status = u.status, result = u.result::json, "
         "error = u.error::json, progress = coalesce(u.progress, e.progress), "

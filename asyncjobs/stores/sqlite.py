@@ -69,7 +69,7 @@ from .._models import (
     StepSpec,
     Transition,
 )
-from .._states import TERMINAL, WAITING, ExecutionStatus, JobStatus, LogLevel, check_transition
+from .._states import TERMINAL, WAITING, ExecutionStatus, JobStatus, LogLevel
 from . import _common
 from ._common import (
     dt as _dt,
@@ -1196,32 +1196,8 @@ def _finish_jobs(conn: sqlite3.Connection, ended: dict[str, float]) -> None:
 
 def _end_runs(conn: sqlite3.Connection, finishes: Sequence[Finish]) -> dict[tuple[str, int], str]:
     """End the runs of a batch, each fenced on its run, in one statement per
-    ``_ROWS_PER_STATEMENT``; return the ones that applied: (execution id, run) -> job id.
-
-    A run named twice in one batch is ended by its first finish only, as one statement per
-    finish would."""
-    rows: dict[tuple[str, int], tuple[object, ...]] = {}
-    for finish in finishes:
-        check_transition(_S.RUNNING, finish.status)
-        retrying = finish.status == _S.RETRYING
-        rows.setdefault(
-            (finish.execution_id, finish.run),
-            (
-                finish.execution_id,
-                finish.run,
-                finish.status.value,
-                None if finish.result is None else _dumps(finish.result),
-                None if finish.error is None else _dumps(finish.error.to_json()),
-                finish.progress,
-                finish.progress_message,
-                None if retrying else finish.at,
-                (finish.retry_at if finish.retry_at is not None else finish.at)
-                if retrying
-                else None,
-                1 if retrying and finish.new_attempt else 0,
-            ),
-        )
-    values = list(rows.values())
+    ``_ROWS_PER_STATEMENT``; return the ones that applied: (execution id, run) -> job id."""
+    values = _common.finish_rows(finishes)
     ended: dict[tuple[str, int], str] = {}
     for start in range(0, len(values), _ROWS_PER_STATEMENT):
         chunk = values[start : start + _ROWS_PER_STATEMENT]
