@@ -418,7 +418,8 @@ class Store(Protocol):
 
         Logs are appended (never fenced: they are observations). A progress update applies
         only while the execution is ``running`` with the same ``run``; it updates the
-        execution and appends a progress event. A finish applies under the same fence, moves
+        execution and appends a progress event. Of several updates of one run in a batch,
+        only the last is applied (``ProgressUpdate`` is the latest progress). A finish applies under the same fence, moves
         the execution to its status (recording the time, result or error, final progress,
         and ``ended_at`` unless it is ``retrying``), merges ``shared`` into the job, applies
         ``job`` (see :class:`JobUpdate`), and, when a one-off job has no live execution left,

@@ -566,7 +566,7 @@ class MemoryStore:
     async def write(self, batch: WriteBatch) -> list[bool]:
         for log in batch.logs:
             self._append_log(log)
-        for update in batch.progress:
+        for update in {(u.execution_id, u.run): u for u in batch.progress}.values():
             row = self._execs.get(update.execution_id)
             if row is None or row.status != _S.RUNNING or row.run != update.run:
                 continue

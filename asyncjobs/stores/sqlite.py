@@ -1235,18 +1235,34 @@ def _write(conn: sqlite3.Connection, batch: WriteBatch) -> list[bool]:
                 for log in batch.logs
             ],
         )
-    for update in batch.progress:
-        row = conn.execute(
-            "UPDATE executions SET progress = ?, progress_message = ? "
-            "WHERE id = ? AND run = ? AND status = 'running' RETURNING job_id",
-            (update.progress, update.message, update.execution_id, update.run),
-        ).fetchone()
-        if row is not None:
-            conn.execute(
-                "INSERT INTO events (at, kind, job_id, execution_id, progress, message) "
-                "VALUES (?, 'progress', ?, ?, ?, ?)",
-                (update.at, row[0], update.execution_id, update.progress, update.message),
+    # The latest update per (execution, run), as on PostgreSQL: given two rows for one run,
+    # UPDATE ... FROM would take either.
+    updates = list({(u.execution_id, u.run): u for u in batch.progress}.values())
+    events: list[tuple[float, str, str, float, str]] = []
+    for start in range(0, len(updates), _ROWS_PER_STATEMENT):
+        chunk = updates[start : start + _ROWS_PER_STATEMENT]
+        applied_to = {
+            (execution_id, run): job_id
+            for execution_id, run, job_id in conn.execute(
+                f"WITH u(id, run, progress, message) AS "
+                f"(VALUES {', '.join(['(?, ?, ?, ?)'] * len(chunk))}) "
+                "UPDATE executions SET progress = u.progress, progress_message = u.message "
+                "FROM u WHERE executions.id = u.id AND executions.run = u.run "
+                "AND executions.status = 'running' "
+                "RETURNING executions.id, executions.run, executions.job_id",
+                [v for u in chunk for v in (u.execution_id, u.run, u.progress, u.message)],
             )
+        }
+        events += [
+            (u.at, applied_to[u.execution_id, u.run], u.execution_id, u.progress, u.message)
+            for u in chunk
+            if (u.execution_id, u.run) in applied_to
+        ]
+    conn.executemany(
+        "INSERT INTO events (at, kind, job_id, execution_id, progress, message) "
+        "VALUES (?, 'progress', ?, ?, ?, ?)",
+        events,
+    )
     applied: list[bool] = []
     ended_jobs: dict[str, float] = {}
     ended = _end_runs(conn, batch.finishes)

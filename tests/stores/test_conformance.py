@@ -520,6 +520,20 @@ async def test_write_appends_logs_and_fenced_progress(store: Store) -> None:
     assert applied == []
     ex = await store.get_execution(e.id)
     assert (ex.progress, ex.progress_message) == (40, "forty")
+    # Of two updates of one run in a batch, the last is the one applied, with one event.
+    seq = await store.last_seq()
+    await store.write(
+        WriteBatch(
+            progress=[
+                ProgressUpdate(execution_id=e.id, run=claim.run, progress=p, message=m, at=T0)
+                for p, m in ((50, "fifty"), (60, "sixty"))
+            ]
+        )
+    )
+    ex = await store.get_execution(e.id)
+    assert (ex.progress, ex.progress_message) == (60, "sixty")
+    events = await store.events_after(seq, execution_id=e.id)
+    assert [(type(ev), getattr(ev, "progress", None)) for ev in events] == [(ProgressReported, 60)]
     logs = await store.list_logs(LogQuery(execution_id=e.id))
     assert [(r.message, r.level, r.data) for r in logs.items] == [
         ("a", LogLevel.INFO, {"n": 1}),
@@ -574,7 +588,7 @@ async def test_failed_carries_the_error_and_retrying_requeues(store: Store) -> N
     ]  # fmt: skip
 
 
-async def test_a_large_batch_of_finishes_applies_each_one_on_its_own_run(store: Store) -> None:
+async def test_a_large_batch_applies_each_update_and_finish_on_its_own_run(store: Store) -> None:
     # More finishes than a store writes with one statement, of every kind, with a stale run
     # and a second finish of a run already ended in the same batch: each is applied or not
     # as if it were written alone, in order.
@@ -600,8 +614,16 @@ async def test_a_large_batch_of_finishes_applies_each_one_on_its_own_run(store: 
     first, second = claims[0], claims[1]
     stale = finish(second.execution.id, second.run - 1, S.COMPLETED, result="stale")
     again = finish(first.execution.id, first.run, S.FAILED, error=error)
-    applied = await store.write(WriteBatch(finishes=[stale, *finishes, again]))
+    progress = [
+        ProgressUpdate(execution_id=c.execution.id, run=c.run, progress=1, message="", at=T0)
+        for c in claims
+    ]
+    seq = await store.last_seq()
+    applied = await store.write(WriteBatch(progress=progress, finishes=[stale, *finishes, again]))
     assert applied == [False, *[True] * 520, False]
+    events = await store.events_after(seq, limit=5000)
+    assert sum(isinstance(e, ProgressReported) for e in events) == 520
+    assert sum(isinstance(e, StateChanged) for e in events) == 520
     for i, c in enumerate(claims):
         ex = await store.get_execution(c.execution.id)
         assert ex.status == kinds[i % 4] and ex.progress == float(i % 101)
