@@ -473,8 +473,14 @@ class PostgresStore:
         tasks: Collection[str] | None = None,
     ) -> tuple[Job, bool, list[Claim]]:
         known = None if tasks is None else sorted(tasks)
+        # Can this node run it (the claim's own rule on tasks)? Asked here, where the set is.
+        runnable = len(executions) == 1 and (
+            tasks is None
+            or executions[0].spec.task in tasks
+            or executions[0].spec.command is not None
+        )
         return await self._transact(
-            _add_job_and_claim, job, executions, node, limit, at, self.schema, known
+            _add_job_and_claim, job, executions, node, limit, at, self.schema, known, runnable
         )
 
     async def add_executions(
@@ -823,6 +829,15 @@ async def _lock_jobs(tx: _Tx, job_ids: Sequence[str]) -> None:
 
 
 async def _add_job(tx: _Tx, job: NewJob, executions: Sequence[NewExecution]) -> tuple[Job, bool]:
+    record, created = await _insert_job(tx, job)
+    if created:
+        await _insert_executions(tx, executions)
+    return record, created
+
+
+async def _insert_job(tx: _Tx, job: NewJob) -> tuple[Job, bool]:
+    """Insert the job (not its executions); return it and ``True``, or the live job that
+    has its key and ``False`` (then nothing was inserted)."""
     conn = tx.conn
     for _ in range(_RETRIES):
         # The partial unique index on live keys decides between concurrent adds: the loser
@@ -860,7 +875,6 @@ async def _add_job(tx: _Tx, job: NewJob, executions: Sequence[NewExecution]) -> 
         _common.category_chain(job.category),
         job.created_at,
     )
-    await _insert_executions(tx, executions)
     if job.next_fire_at is not None:
         tx.keys.add(SCHEDULE)
     tx.keys.add(job.id)
@@ -885,10 +899,19 @@ async def _add_executions(
     return [by_id[new.id] for new in executions]
 
 
-async def _insert_executions(tx: _Tx, executions: Sequence[NewExecution]) -> None:
+async def _insert_executions(
+    tx: _Tx,
+    executions: Sequence[NewExecution],
+    claimed: tuple[NodeInfo, float] | None = None,
+) -> list[asyncpg.Record]:
+    """Insert the executions with their first state events; ``claimed``: (node, when) they
+    are claimed by, inserted running as a claim would leave them (their 'queued' and
+    'running' events, run 1), and returned as claimed rows (``_EXEC_COLUMNS`` then ``run``).
+    """
     if not executions:
-        return
-    columns: list[list[Any]] = [[] for _ in range(10)]
+        return []
+    node, at = claimed if claimed is not None else (None, None)
+    columns: list[list[Any]] = [[] for _ in range(14)]
     for new in executions:
         status = _S.QUEUED if new.scheduled_for <= new.created_at else _S.SCHEDULED
         row = (
@@ -897,25 +920,36 @@ async def _insert_executions(tx: _Tx, executions: Sequence[NewExecution]) -> Non
             new.step,
             new.spec.task,
             _dumps(new.spec.to_json()),
-            status.value,
+            status.value if node is None else _S.RUNNING.value,
             new.priority,
             new.spec.concurrency,
             new.created_at,
             new.scheduled_for,
+            0 if node is None else 1,
+            at,
+            None if node is None else node.id,
+            None if node is None else node.pid,
         )
         for column, value in zip(columns, row, strict=True):
             column.append(value)
         tx.state(new.created_at, new.job_id, new.id, status.value)
-    await tx.conn.execute(
+        if claimed is not None:
+            tx.state(claimed[1], new.job_id, new.id, _S.RUNNING.value)
+    rows: list[asyncpg.Record] = await tx.conn.fetch(
         "INSERT INTO executions (id, job_id, step, task, spec, status, priority, concurrency, "
-        "created_at, scheduled_for) SELECT u.id, u.job_id, u.step, u.task, u.spec::json, "
-        "u.status, u.priority, u.concurrency, u.created_at, u.scheduled_for FROM unnest("
-        "$1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::int[], "
-        "$8::int[], $9::float8[], $10::float8[]) AS u(id, job_id, step, task, spec, status, "
-        "priority, concurrency, created_at, scheduled_for)",
+        "created_at, scheduled_for, run, started_at, node, pid) SELECT u.id, u.job_id, u.step, "
+        "u.task, u.spec::json, u.status, u.priority, u.concurrency, u.created_at, "
+        "u.scheduled_for, u.run, u.started_at, u.node, u.pid FROM unnest($1::text[], "
+        "$2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::int[], $8::int[], "
+        "$9::float8[], $10::float8[], $11::int[], $12::float8[], $13::text[], $14::int[]) "
+        "AS u(id, job_id, step, task, spec, status, priority, concurrency, created_at, "
+        "scheduled_for, run, started_at, node, pid)"
+        + ("" if node is None else f" RETURNING {_EXEC_COLUMNS}, run"),
         *columns,
     )
-    tx.keys.add(WORK)
+    if node is None:
+        tx.keys.add(WORK)  # a running execution is no work for another node
+    return rows
 
 
 async def _set_job_status(
@@ -966,10 +1000,40 @@ async def _add_job_and_claim(
     at: float,
     schema: str,
     known: list[str] | None,
+    runnable: bool,
 ) -> tuple[Job, bool, list[Claim]]:
+    if runnable and limit > 0 and await _first_in_line(tx.conn, executions[0], at):
+        # What the claim would take is the new execution alone: insert it claimed, as the
+        # claim would leave it, in 5 round trips fewer than the claim's own.
+        record, created = await _insert_job(tx, job)
+        if not created:
+            return record, False, []
+        rows = await _insert_executions(tx, executions, claimed=(node, at))
+        claims = _common.claims_from_rows(
+            rows, {job.id: (record.shared, record.schedule, record.state)}
+        )
+        return record, True, claims
     record, created = await _add_job(tx, job, executions)
     claims = await _claim(tx, node, limit, at, schema, known) if created and limit > 0 else []
     return record, created, claims
+
+
+async def _first_in_line(conn: asyncpg.Connection, new: NewExecution, at: float) -> bool:
+    """Would a claim at ``at``, made right after ``new`` is inserted, take ``new`` and
+    nothing else? As on SQLite (see there): it is due and unlimited, and nothing committed
+    is queued, or waiting and due. (One that another transaction commits meanwhile is
+    claimed by the next claim, on any node, as it would be after a claim of ``new``.)"""
+    if new.scheduled_for > new.created_at or new.scheduled_for > at:
+        return False
+    if new.spec.concurrency is not None:
+        return False
+    busy: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM executions WHERE status = 'queued') "
+        "OR EXISTS (SELECT 1 FROM executions WHERE status IN ('scheduled', 'retrying') "
+        "AND scheduled_for <= $1)",
+        at,
+    )
+    return not busy
 
 
 _BY_INDEX = (
