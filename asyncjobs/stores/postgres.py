@@ -110,9 +110,75 @@ _JOB_COLUMNS = (
     "id, name, category, status, schedule, steps, priority, shared, key, created_at, updated_at, "
     "next_fire_at, last_fire_at, state"
 )
+_JOB_FIELDS = _JOB_COLUMNS.split(", ")
 _EVENT_COLUMNS = "seq, at, kind, job_id, execution_id, status, progress, level, message, data"
 _WAITING_SQL = "('scheduled', 'queued', 'retrying')"
 _TERMINAL_SQL = "('completed', 'failed', 'cancelled')"
+
+
+def _add_job_statement(*, claimed: bool) -> str:
+    """One statement that adds a job with its executions (see PostgresStore.add_job).
+
+    $1-$11 the job, $12 its categories, $13-$22 its executions' columns (see
+    _execution_columns), $23-$25 the wake-up (see PostgresStore._wake). Every part reads the
+    job's row: with a live job holding the key, nothing is inserted and no row comes back.
+    As in _flush, no event row draws its seq before the events lock is taken.
+
+    ``claimed``: $26-$28 are (when, node id, pid); the one execution is inserted running, as
+    a claim would leave it, but only if a claim would take it alone (nothing committed is
+    queued, or waiting and due, see _first_in_line); else nothing is inserted. The row
+    returned is the job's, then the claimed execution's (``_EXEC_COLUMNS``, ``run``).
+    """
+    job = (
+        "SELECT $1::text, $2::text, $3::text, 'active', $4::json, $5::json, $6::int, $7::json, "
+        "$8::text, $9::float8, $9::float8, $10::float8, NULL::float8, $11::json"
+    )
+    if claimed:
+        busy = (
+            "busy AS (SELECT EXISTS (SELECT 1 FROM executions WHERE status = 'queued') "
+            "OR EXISTS (SELECT 1 FROM executions WHERE status IN ('scheduled', 'retrying') "
+            "AND scheduled_for <= $26::float8) AS b), "
+        )
+        job += " FROM busy WHERE NOT busy.b"
+        status, run = "'running'", "1, $26::float8, $27::text, $28::int"
+        returning, result = f" RETURNING {_EXEC_COLUMNS}, run", "SELECT * FROM j, e"
+        # Its 'queued' event, then its 'running' one.
+        events = (
+            "SELECT CASE k.n WHEN 1 THEN u.created_at ELSE $26::float8 END, 'state', u.job_id, "
+            "u.id, CASE k.n WHEN 1 THEN u.status ELSE 'running' END "
+            "FROM wake, u, (VALUES (1), (2)) AS k(n) ORDER BY u.id, k.n"
+        )
+    else:
+        busy, status, run, returning, result = (
+            "",
+            "u.status",
+            "0, NULL::float8, NULL::text, NULL::int",
+            "",
+            "SELECT * FROM j",
+        )
+        events = "SELECT u.created_at, 'state', u.job_id, u.id, u.status FROM wake, u"
+    return (
+        f"WITH {busy}j AS (INSERT INTO jobs ({_JOB_COLUMNS}) {job} ON CONFLICT (key) "
+        "WHERE key IS NOT NULL AND status IN ('active', 'paused') DO NOTHING "
+        f"RETURNING {_JOB_COLUMNS}), "
+        "c AS (INSERT INTO categories (name, created_at) SELECT unnest($12::text[]), $9 FROM j "
+        "ON CONFLICT (name) DO NOTHING), "
+        "u AS (SELECT * FROM unnest($13::text[], $14::text[], $15::int[], $16::text[], "
+        "$17::text[], $18::text[], $19::int[], $20::int[], $21::float8[], $22::float8[]) "
+        "AS u(id, job_id, step, task, spec, status, priority, concurrency, created_at, "
+        "scheduled_for)), "
+        "e AS (INSERT INTO executions (id, job_id, step, task, spec, status, priority, "
+        "concurrency, created_at, scheduled_for, run, started_at, node, pid) "
+        f"SELECT u.id, u.job_id, u.step, u.task, u.spec::json, {status}, u.priority, "
+        f"u.concurrency, u.created_at, u.scheduled_for, {run} FROM j, u{returning}), "
+        "wake AS MATERIALIZED (SELECT pg_advisory_xact_lock($23), pg_notify($24, $25) FROM j), "
+        f"ev AS (INSERT INTO events (at, kind, job_id, execution_id, status) {events}) "
+        f"{result}"
+    )
+
+
+_ADD_JOB = _add_job_statement(claimed=False)
+_ADD_JOB_CLAIMED = _add_job_statement(claimed=True)
 
 
 def _text(value: str) -> str:
@@ -378,11 +444,8 @@ class PostgresStore:
         """Insert the transaction's events and send its wake-up, last, under the events lock."""
         if not tx.events and not tx.keys:
             return
-        payload = ",".join(sorted(tx.keys))
-        if len(payload) > _MAX_PAYLOAD:
-            payload = EVERYTHING
         # The lock is held until commit: events commit in the order their seq was drawn.
-        wake = (self._events_lock, self._channel, f"{self._token}|{payload}")
+        wake = self._wake(tx.keys)
         if not tx.events:
             await tx.conn.execute("SELECT pg_advisory_xact_lock($1), pg_notify($2, $3)", *wake)
             return
@@ -400,6 +463,14 @@ class PostgresStore:
             *wake,
             *columns,
         )
+
+    def _wake(self, keys: Collection[str]) -> tuple[int, str, str]:
+        """The events lock, the channel and the payload that say ``keys`` changed: the
+        arguments of ``pg_advisory_xact_lock($1), pg_notify($2, $3)``."""
+        payload = ",".join(sorted(keys))
+        if len(payload) > _MAX_PAYLOAD:
+            payload = EVERYTHING
+        return self._events_lock, self._channel, f"{self._token}|{payload}"
 
     # -- wake-ups --------------------------------------------------------------------------
 
@@ -460,7 +531,45 @@ class PostgresStore:
     # -- jobs ----------------------------------------------------------------------------
 
     async def add_job(self, job: NewJob, executions: Sequence[NewExecution]) -> tuple[Job, bool]:
+        # One statement, its own transaction: 1 round trip where _add_job takes 6. When a
+        # live job has the key it inserts nothing, and _add_job finds that job (or, if it
+        # ended meanwhile, inserts this one).
+        rows = await self._add_at_once(_ADD_JOB, job, executions, {WORK} if executions else set())
+        if rows:
+            return _job(rows[0]), True
         return await self._transact(_add_job, job, executions)
+
+    async def _add_at_once(
+        self,
+        statement: str,
+        job: NewJob,
+        executions: Sequence[NewExecution],
+        keys: set[str],
+        *more: object,
+    ) -> list[asyncpg.Record]:
+        """Run one of the statements of _add_job_statement; ``keys``: the wake-up's keys
+        beyond the job's and its executions' own."""
+        keys = {*keys, job.id, *(new.id for new in executions)}
+        if job.next_fire_at is not None:
+            keys.add(SCHEDULE)
+        return await self._fetch(
+            statement,
+            job.id,
+            job.name,
+            job.category,
+            _dumps(job.schedule),
+            _dumps([step.to_json() for step in job.steps]),
+            job.priority,
+            _dumps(job.shared),
+            job.key,
+            job.created_at,
+            job.next_fire_at,
+            _dumps(job.state),
+            _common.category_chain(job.category),
+            *_execution_columns(executions),
+            *self._wake(keys),
+            *more,
+        )
 
     async def add_job_and_claim(
         self,
@@ -472,15 +581,30 @@ class PostgresStore:
         *,
         tasks: Collection[str] | None = None,
     ) -> tuple[Job, bool, list[Claim]]:
-        known = None if tasks is None else sorted(tasks)
         # Can this node run it (the claim's own rule on tasks)? Asked here, where the set is.
         runnable = len(executions) == 1 and (
             tasks is None
             or executions[0].spec.task in tasks
             or executions[0].spec.command is not None
         )
+        if runnable and limit > 0 and _may_be_first(executions[0], at):
+            # One statement inserts it claimed if the claim would take it alone: 1 round
+            # trip, where the transaction below takes 11 (the claim's 6 among them). If not,
+            # or if a live job has the key, it inserts nothing, and the transaction decides.
+            rows = await self._add_at_once(
+                _ADD_JOB_CLAIMED, job, executions, set(), at, node.id, node.pid
+            )
+            if rows:
+                row = rows[0]
+                record = _job(row[: len(_JOB_FIELDS)])
+                claims = _common.claims_from_rows(
+                    [row[len(_JOB_FIELDS) :]],
+                    {job.id: (record.shared, record.schedule, record.state)},
+                )
+                return record, True, claims
+        known = None if tasks is None else sorted(tasks)
         return await self._transact(
-            _add_job_and_claim, job, executions, node, limit, at, self.schema, known, runnable
+            _add_job_and_claim, job, executions, node, limit, at, self.schema, known
         )
 
     async def add_executions(
@@ -829,15 +953,6 @@ async def _lock_jobs(tx: _Tx, job_ids: Sequence[str]) -> None:
 
 
 async def _add_job(tx: _Tx, job: NewJob, executions: Sequence[NewExecution]) -> tuple[Job, bool]:
-    record, created = await _insert_job(tx, job)
-    if created:
-        await _insert_executions(tx, executions)
-    return record, created
-
-
-async def _insert_job(tx: _Tx, job: NewJob) -> tuple[Job, bool]:
-    """Insert the job (not its executions); return it and ``True``, or the live job that
-    has its key and ``False`` (then nothing was inserted)."""
     conn = tx.conn
     for _ in range(_RETRIES):
         # The partial unique index on live keys decides between concurrent adds: the loser
@@ -875,6 +990,7 @@ async def _insert_job(tx: _Tx, job: NewJob) -> tuple[Job, bool]:
         _common.category_chain(job.category),
         job.created_at,
     )
+    await _insert_executions(tx, executions)
     if job.next_fire_at is not None:
         tx.keys.add(SCHEDULE)
     tx.keys.add(job.id)
@@ -899,57 +1015,45 @@ async def _add_executions(
     return [by_id[new.id] for new in executions]
 
 
-async def _insert_executions(
-    tx: _Tx,
-    executions: Sequence[NewExecution],
-    claimed: tuple[NodeInfo, float] | None = None,
-) -> list[asyncpg.Record]:
-    """Insert the executions with their first state events; ``claimed``: (node, when) they
-    are claimed by, inserted running as a claim would leave them (their 'queued' and
-    'running' events, run 1), and returned as claimed rows (``_EXEC_COLUMNS`` then ``run``).
-    """
-    if not executions:
-        return []
-    node, at = claimed if claimed is not None else (None, None)
-    columns: list[list[Any]] = [[] for _ in range(14)]
+def _execution_columns(executions: Sequence[NewExecution]) -> list[list[Any]]:
+    """The columns of new executions, as ``unnest`` takes them: id, job id, step, task,
+    spec, status ('queued', or 'scheduled' if not yet due), priority, concurrency,
+    created_at, scheduled_for."""
+    columns: list[list[Any]] = [[] for _ in range(10)]
     for new in executions:
-        status = _S.QUEUED if new.scheduled_for <= new.created_at else _S.SCHEDULED
         row = (
             new.id,
             new.job_id,
             new.step,
             new.spec.task,
             _dumps(new.spec.to_json()),
-            status.value if node is None else _S.RUNNING.value,
+            (_S.QUEUED if new.scheduled_for <= new.created_at else _S.SCHEDULED).value,
             new.priority,
             new.spec.concurrency,
             new.created_at,
             new.scheduled_for,
-            0 if node is None else 1,
-            at,
-            None if node is None else node.id,
-            None if node is None else node.pid,
         )
         for column, value in zip(columns, row, strict=True):
             column.append(value)
-        tx.state(new.created_at, new.job_id, new.id, status.value)
-        if claimed is not None:
-            tx.state(claimed[1], new.job_id, new.id, _S.RUNNING.value)
-    rows: list[asyncpg.Record] = await tx.conn.fetch(
+    return columns
+
+
+async def _insert_executions(tx: _Tx, executions: Sequence[NewExecution]) -> None:
+    if not executions:
+        return
+    columns = _execution_columns(executions)
+    for new, status in zip(executions, columns[5], strict=True):
+        tx.state(new.created_at, new.job_id, new.id, status)
+    await tx.conn.execute(
         "INSERT INTO executions (id, job_id, step, task, spec, status, priority, concurrency, "
-        "created_at, scheduled_for, run, started_at, node, pid) SELECT u.id, u.job_id, u.step, "
-        "u.task, u.spec::json, u.status, u.priority, u.concurrency, u.created_at, "
-        "u.scheduled_for, u.run, u.started_at, u.node, u.pid FROM unnest($1::text[], "
-        "$2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::int[], $8::int[], "
-        "$9::float8[], $10::float8[], $11::int[], $12::float8[], $13::text[], $14::int[]) "
-        "AS u(id, job_id, step, task, spec, status, priority, concurrency, created_at, "
-        "scheduled_for, run, started_at, node, pid)"
-        + ("" if node is None else f" RETURNING {_EXEC_COLUMNS}, run"),
+        "created_at, scheduled_for) SELECT u.id, u.job_id, u.step, u.task, u.spec::json, "
+        "u.status, u.priority, u.concurrency, u.created_at, u.scheduled_for FROM unnest("
+        "$1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::int[], "
+        "$8::int[], $9::float8[], $10::float8[]) AS u(id, job_id, step, task, spec, status, "
+        "priority, concurrency, created_at, scheduled_for)",
         *columns,
     )
-    if node is None:
-        tx.keys.add(WORK)  # a running execution is no work for another node
-    return rows
+    tx.keys.add(WORK)
 
 
 async def _set_job_status(
@@ -1000,40 +1104,19 @@ async def _add_job_and_claim(
     at: float,
     schema: str,
     known: list[str] | None,
-    runnable: bool,
 ) -> tuple[Job, bool, list[Claim]]:
-    if runnable and limit > 0 and await _first_in_line(tx.conn, executions[0], at):
-        # What the claim would take is the new execution alone: insert it claimed, as the
-        # claim would leave it, in 5 round trips fewer than the claim's own.
-        record, created = await _insert_job(tx, job)
-        if not created:
-            return record, False, []
-        rows = await _insert_executions(tx, executions, claimed=(node, at))
-        claims = _common.claims_from_rows(
-            rows, {job.id: (record.shared, record.schedule, record.state)}
-        )
-        return record, True, claims
     record, created = await _add_job(tx, job, executions)
     claims = await _claim(tx, node, limit, at, schema, known) if created and limit > 0 else []
     return record, created, claims
 
 
-async def _first_in_line(conn: asyncpg.Connection, new: NewExecution, at: float) -> bool:
-    """Would a claim at ``at``, made right after ``new`` is inserted, take ``new`` and
-    nothing else? As on SQLite (see there): it is due and unlimited, and nothing committed
-    is queued, or waiting and due. (One that another transaction commits meanwhile is
-    claimed by the next claim, on any node, as it would be after a claim of ``new``.)"""
-    if new.scheduled_for > new.created_at or new.scheduled_for > at:
-        return False
-    if new.spec.concurrency is not None:
-        return False
-    busy: bool = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM executions WHERE status = 'queued') "
-        "OR EXISTS (SELECT 1 FROM executions WHERE status IN ('scheduled', 'retrying') "
-        "AND scheduled_for <= $1)",
-        at,
-    )
-    return not busy
+def _may_be_first(new: NewExecution, at: float) -> bool:
+    """Can a claim at ``at`` take ``new`` alone, whatever else is queued? It is due, since
+    its creation, and unlimited. (Whether anything else is queued, or waiting and due, is
+    the ``busy`` part of ``_ADD_JOB_CLAIMED``, as on SQLite: see its _first_in_line. One
+    that another transaction commits meanwhile is claimed by the next claim, on any node,
+    as it would be after a claim of the new one.)"""
+    return new.scheduled_for <= min(new.created_at, at) and new.spec.concurrency is None
 
 
 _BY_INDEX = (
