@@ -126,7 +126,7 @@ def _add_job_statement(*, claimed: bool) -> str:
 
     ``claimed``: $26-$28 are (when, node id, pid); the one execution is inserted running, as
     a claim would leave it, but only if a claim would take it alone (nothing committed is
-    queued, or waiting and due, see _first_in_line); else nothing is inserted. The row
+    queued, or waiting and due; see _may_be_first); else nothing is inserted. The row
     returned is the job's, then the claimed execution's (``_EXEC_COLUMNS``, ``run``).
     """
     job = (
