@@ -554,17 +554,7 @@ class PostgresStore:
             keys.add(SCHEDULE)
         return await self._fetch(
             statement,
-            job.id,
-            job.name,
-            job.category,
-            _dumps(job.schedule),
-            _dumps([step.to_json() for step in job.steps]),
-            job.priority,
-            _dumps(job.shared),
-            job.key,
-            job.created_at,
-            job.next_fire_at,
-            _dumps(job.state),
+            *_job_values(job),
             _common.category_chain(job.category),
             *_execution_columns(executions),
             *self._wake(keys),
@@ -952,6 +942,23 @@ async def _lock_jobs(tx: _Tx, job_ids: Sequence[str]) -> None:
         )
 
 
+def _job_values(job: NewJob) -> tuple[object, ...]:
+    """A new job's $1-$11 in both ways of adding it (_add_job, _add_job_statement)."""
+    return (
+        job.id,
+        job.name,
+        job.category,
+        _dumps(job.schedule),
+        _dumps([step.to_json() for step in job.steps]),
+        job.priority,
+        _dumps(job.shared),
+        job.key,
+        job.created_at,
+        job.next_fire_at,
+        _dumps(job.state),
+    )
+
+
 async def _add_job(tx: _Tx, job: NewJob, executions: Sequence[NewExecution]) -> tuple[Job, bool]:
     conn = tx.conn
     for _ in range(_RETRIES):
@@ -962,17 +969,7 @@ async def _add_job(tx: _Tx, job: NewJob, executions: Sequence[NewExecution]) -> 
             "VALUES ($1, $2, $3, 'active', $4::json, $5::json, $6, $7::json, $8, $9, $9, $10, "
             "NULL, $11::json) ON CONFLICT (key) WHERE key IS NOT NULL "
             f"AND status IN ('active', 'paused') DO NOTHING RETURNING {_JOB_COLUMNS}",
-            job.id,
-            job.name,
-            job.category,
-            _dumps(job.schedule),
-            _dumps([step.to_json() for step in job.steps]),
-            job.priority,
-            _dumps(job.shared),
-            job.key,
-            job.created_at,
-            job.next_fire_at,
-            _dumps(job.state),
+            *_job_values(job),
         )
         if row is not None:
             break
