@@ -69,7 +69,7 @@ class FileWrites:
 
     def mute(self) -> None:
         """Until :meth:`unmute`, writes do not end a :meth:`wait` (nor wake its thread)."""
-        if self._poll is not None and self._inotify >= 0 and not self._muted:
+        if self._poll is not None and not self._muted:
             self._muted = True
             self._poll.unregister(self._inotify)
 
@@ -78,7 +78,7 @@ class FileWrites:
 
         Call it before the writer records the file's state: a write landing between the two
         is then either in that record or reported to the wait, never lost to both."""
-        if self._poll is not None and self._inotify >= 0 and self._muted:
+        if self._poll is not None and self._muted:
             self._read_events()
             self._poll.register(self._inotify, select.EPOLLIN)
             self._muted = False

@@ -95,7 +95,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Collection, Sequence
+    from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 
     from .._types import ExecutionId, JobId
     from .base import Finish
@@ -1178,30 +1178,34 @@ def _claim(
     return _common.claims_from_rows(rows, jobs)
 
 
+def _batches(rows: Sequence[Sequence[object]]) -> Iterator[tuple[str, list[object]]]:
+    """The rows in chunks of ``_ROWS_PER_STATEMENT``: each chunk's ``VALUES`` list of
+    placeholders, and its parameters."""
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[start : start + _ROWS_PER_STATEMENT]
+        row = f"({', '.join('?' * len(chunk[0]))})"
+        yield ", ".join([row] * len(chunk)), [value for values in chunk for value in values]
+
+
 def _finish_jobs(conn: sqlite3.Connection, ended: dict[str, float]) -> None:
     """Move one-off jobs that have no live execution left to ``finished`` (job id -> when)."""
-    items = list(ended.items())
-    for start in range(0, len(items), _ROWS_PER_STATEMENT):
-        chunk = items[start : start + _ROWS_PER_STATEMENT]
+    for marks, params in _batches(list(ended.items())):
         conn.execute(
-            f"WITH f(id, at) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))}) "
+            f"WITH f(id, at) AS (VALUES {marks}) "
             "UPDATE jobs SET status = 'finished', updated_at = f.at FROM f "
             "WHERE jobs.id = f.id AND jobs.status IN ('active', 'paused') "
             "AND json_extract(jobs.schedule, '$.kind') = 'once' "
             "AND NOT EXISTS (SELECT 1 FROM executions WHERE job_id = f.id "
             f"AND status NOT IN {_TERMINAL_SQL})",
-            [value for item in chunk for value in item],
+            params,
         )
 
 
 def _end_runs(conn: sqlite3.Connection, finishes: Sequence[Finish]) -> dict[tuple[str, int], str]:
     """End the runs of a batch, each fenced on its run, in one statement per
     ``_ROWS_PER_STATEMENT``; return the ones that applied: (execution id, run) -> job id."""
-    values = _common.finish_rows(finishes)
     ended: dict[tuple[str, int], str] = {}
-    for start in range(0, len(values), _ROWS_PER_STATEMENT):
-        chunk = values[start : start + _ROWS_PER_STATEMENT]
-        marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+    for marks, params in _batches(_common.finish_rows(finishes)):
         for execution_id, run, job_id in conn.execute(
             "WITH f(id, run, status, result, error, progress, message, ended_at, retry_at, more) "
             f"AS (VALUES {marks}) "
@@ -1213,7 +1217,7 @@ def _end_runs(conn: sqlite3.Connection, finishes: Sequence[Finish]) -> dict[tupl
             "WHERE executions.id = f.id AND executions.run = f.run "
             "AND executions.status = 'running' "
             "RETURNING executions.id, executions.run, executions.job_id",
-            [value for row in chunk for value in row],
+            params,
         ):
             ended[execution_id, run] = job_id
     return ended
@@ -1237,31 +1241,28 @@ def _write(conn: sqlite3.Connection, batch: WriteBatch) -> list[bool]:
         )
     # The latest update per (execution, run), as on PostgreSQL: given two rows for one run,
     # UPDATE ... FROM would take either.
-    updates = list({(u.execution_id, u.run): u for u in batch.progress}.values())
-    events: list[tuple[float, str, str, float, str]] = []
-    for start in range(0, len(updates), _ROWS_PER_STATEMENT):
-        chunk = updates[start : start + _ROWS_PER_STATEMENT]
-        applied_to = {
-            (execution_id, run): job_id
-            for execution_id, run, job_id in conn.execute(
-                f"WITH u(id, run, progress, message) AS "
-                f"(VALUES {', '.join(['(?, ?, ?, ?)'] * len(chunk))}) "
-                "UPDATE executions SET progress = u.progress, progress_message = u.message "
-                "FROM u WHERE executions.id = u.id AND executions.run = u.run "
-                "AND executions.status = 'running' "
-                "RETURNING executions.id, executions.run, executions.job_id",
-                [v for u in chunk for v in (u.execution_id, u.run, u.progress, u.message)],
-            )
-        }
-        events += [
-            (u.at, applied_to[u.execution_id, u.run], u.execution_id, u.progress, u.message)
-            for u in chunk
-            if (u.execution_id, u.run) in applied_to
-        ]
+    updates = {(u.execution_id, u.run): u for u in batch.progress}
+    applied_to: dict[tuple[str, int], str] = {}
+    for marks, params in _batches(
+        [(u.execution_id, u.run, u.progress, u.message) for u in updates.values()]
+    ):
+        for execution_id, run, job_id in conn.execute(
+            f"WITH u(id, run, progress, message) AS (VALUES {marks}) "
+            "UPDATE executions SET progress = u.progress, progress_message = u.message "
+            "FROM u WHERE executions.id = u.id AND executions.run = u.run "
+            "AND executions.status = 'running' "
+            "RETURNING executions.id, executions.run, executions.job_id",
+            params,
+        ):
+            applied_to[execution_id, run] = job_id
     conn.executemany(
         "INSERT INTO events (at, kind, job_id, execution_id, progress, message) "
         "VALUES (?, 'progress', ?, ?, ?, ?)",
-        events,
+        [
+            (u.at, applied_to[key], u.execution_id, u.progress, u.message)
+            for key, u in updates.items()
+            if key in applied_to
+        ],
     )
     applied: list[bool] = []
     ended_jobs: dict[str, float] = {}
