@@ -119,15 +119,20 @@ async def test_add_job_stores_the_job_its_executions_and_first_states(store: Sto
 
 async def test_a_live_key_returns_the_existing_job_and_inserts_nothing(store: Store) -> None:
     first, _ = await add(store, key="k-1")
-    again = job(key="k-1")
+    again = job(key="k-1", category="other/sub")
     record, created = await store.add_job(again, [execution(again)])
     assert not created and record.id == first.id
     assert await store.count_jobs(JobQuery()) == 1
     assert await store.count_executions(ExecutionQuery()) == 1
+    assert [c.name for c in await store.list_categories()] == ["default"]
     await store.set_job_status(first.id, JobStatus.STOPPED, T0 + 1)
     third = job(key="k-1")
     record, created = await store.add_job(third, [])
     assert created and record.id == third.id
+    # The refused job's category was not made: the next job in it makes it, parents and all.
+    await add(store, category="other/sub")
+    names = [c.name for c in await store.list_categories()]
+    assert names == ["default", "other", "other/sub"]
 
 
 async def test_concurrent_adds_with_one_key_make_one_job(store: Store) -> None:

@@ -281,6 +281,23 @@ async def test_writes_that_arrive_together_share_a_commit_and_fail_alone(
         assert await store.last_seq() == 80
 
 
+async def test_a_category_is_remembered_only_once_committed(tmp_path: Path) -> None:
+    """The store skips the category insert for categories it committed: a failed write's
+    category is not one of them, and the next job in it still makes it."""
+    bad_job, (first, second) = _job_with(2)
+    bad_job = dataclasses.replace(bad_job, category="lost/child")
+    duplicate = [first, dataclasses.replace(second, id=first.id)]
+    async with SQLiteStore(tmp_path / "categories.db") as store:
+        with pytest.raises(StoreError, match="UNIQUE"):
+            await store.add_job(bad_job, duplicate)
+        assert await store.list_categories() == []
+        for _ in range(2):  # the second skips the insert, and still counts
+            job, executions = _job_with(1)
+            await store.add_job(dataclasses.replace(job, category="lost/child"), executions)
+        cats = {c.name: c.jobs for c in await store.list_categories()}
+    assert cats == {"lost": 0, "lost/child": 2}
+
+
 async def test_a_write_cancelled_before_its_group_is_sent_is_not_made(tmp_path: Path) -> None:
     async with SQLiteStore(tmp_path / "cancel.db") as store:
         tasks = [asyncio.create_task(store.add_job(*_job_with(1))) for _ in range(10)]
