@@ -31,6 +31,8 @@ _IN_MODIFY = 0x002
 _IN_MOVED_TO = 0x080
 _IN_CREATE = 0x100
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of name
+_BUFFER = 65536
+_LARGEST = _EVENT.size + 256  # an event with the longest name (NAME_MAX, its NUL, padding)
 
 
 class FileWrites:
@@ -87,8 +89,13 @@ class FileWrites:
         """Everything the inotify descriptor holds (it never blocks: O_NONBLOCK)."""
         chunks = []
         with contextlib.suppress(BlockingIOError):
-            while chunk := os.read(self._inotify, 65536):
-                chunks.append(chunk)
+            # A read returns as many whole events as fit: one that leaves room for another
+            # took them all. (Not reading until the error saves a failed read and its
+            # exception at every commit: 3 of the 5 us a mute and unmute cost.)
+            while True:
+                chunks.append(os.read(self._inotify, _BUFFER))
+                if len(chunks[-1]) <= _BUFFER - _LARGEST:
+                    break
         return b"".join(chunks)
 
     def _ours(self, buffer: bytes) -> bool:
