@@ -60,7 +60,9 @@ class Runtime:
     :param store: a store URL (``memory://``, ``sqlite:///path.db``), a store object, or
         ``None`` for ``$ASYNCJOBS_STORE``, else ``sqlite:///asyncjobs.db``
     :param workers: how many coroutine executions run at once (default ``4 x CPUs``);
-        ``0`` makes a runtime that only enqueues and queries
+        ``0`` makes a runtime that only enqueues and queries (it starts following other
+        processes' changes only when something first waits for one, which keeps the cost
+        of that off its enqueues until then)
     :param process_workers: how many process executions run at once (default: CPUs)
     :param shutdown_timeout: seconds that running executions get to finish when the
         runtime stops, before they are cancelled and put back in the queue
@@ -710,9 +712,14 @@ class Runtime:
         return self._changes.arm(key)
 
     async def _changes_wait(self, armed: anyio.Event) -> None:
-        """Wait until ``armed`` is set, or for one poll interval."""
+        """Wait until ``armed`` is set, or for one poll interval; at once if the store did
+        not tell this runtime of other processes' changes until now (the caller reads
+        again)."""
         from ._engine.changes import Changes
 
+        engine = self._engine
+        if engine is not None and not engine.watching and await engine.watch_store():
+            return
         await Changes.wait(armed, self._poll_interval)
 
     async def _cancel_local(self, execution_id: str) -> bool:

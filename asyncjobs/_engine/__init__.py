@@ -111,6 +111,7 @@ class Engine:
         self._next_due: float | None = None
         self._last_poll = -math.inf
         self._schedule_changed = Wakeup()
+        self._watched: anyio.Event | None = None  # set once the store watch runs
         self.scheduler = Scheduler(store, runtime._clock)
         self._process_slots = anyio.CapacityLimiter(max(1, runtime._process_workers))
         self._tg: TaskGroup | None = None
@@ -129,7 +130,8 @@ class Engine:
         # do it in a thread now rather than in the loop at the first rt.cron() or cron tick.
         await anyio.to_thread.run_sync(importlib.import_module, "croniter")
         await self._store.register_node(self.node)
-        await self._store.watch(self._on_store_changed)
+        if self._workers > 0:
+            await self.watch_store()
         await self.recover_dead_nodes()
         handler = CaptureHandler()
         logging.getLogger().addHandler(handler)
@@ -203,6 +205,36 @@ class Engine:
         if any(new.id not in claimed for new in executions):
             self.wake()  # left queued (another was next in line): the dispatcher's turn
         return record
+
+    @property
+    def watching(self) -> bool:
+        """Whether the store tells this node of other processes' changes."""
+        return self._watched is not None and self._watched.is_set()
+
+    async def watch_store(self) -> bool:
+        """Have the store tell this node of other processes' changes from now on; return
+        whether it did not until now (then what changed before is untold: read it again).
+
+        A node with workers watches from its start. One without (a process that only
+        enqueues, a web app say) begins when something first waits for a change, or when
+        it is given workers: until then its commits skip the watch's part, which on SQLite
+        is about a fifth of an enqueue (the watcher must tell its own commits from others').
+        Meanwhile its scheduler learns of other processes' schedules at each poll."""
+        started = self._watched
+        if started is not None and started.is_set():
+            return False
+        if started is None:
+            self._watched = started = anyio.Event()
+            try:
+                await self._store.watch(self._on_store_changed)
+            except BaseException:
+                self._watched = None  # the next wait tries again
+                raise
+            finally:
+                started.set()
+        else:
+            await started.wait()
+        return True
 
     def _free_slots(self) -> int:
         return self._workers - len(self._running) - self._claiming
@@ -294,6 +326,8 @@ class Engine:
         if free <= 0:
             await self._slot_freed.wait()
             return
+        if not self.watching:  # given workers by rt.resize(): others' work must wake it
+            await self.watch_store()
         # Claim at most the free slots: a claimed execution is 'running' on this node, and
         # one waiting here for a slot would be delayed for every node.
         with self._promised(min(free, MAX_CLAIM_BATCH)) as limit:

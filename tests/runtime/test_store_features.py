@@ -97,6 +97,39 @@ async def test_a_runtime_hears_work_and_results_from_another_at_once(shared_url:
                     break
 
 
+async def test_a_runtime_without_workers_watches_the_store_once_it_needs_to(
+    shared_url: str,
+) -> None:
+    """A process that only enqueues does not pay for the store's watch until something
+    waits for a change, or until it is given workers; from then on it hears other
+    processes at once (both runtimes poll only every 30 s)."""
+    url = shared_url
+    worker = make_runtime(url, poll_interval=30, workers=0)
+    client = make_runtime(url, poll_interval=30, workers=0)
+
+    @worker.task(name="double")
+    async def double(n: int) -> int:
+        return 2 * n
+
+    client.task(name="double")(double)
+    async with worker, client:
+        first = await client.once("double", 1)
+        assert not _watching(worker) and not _watching(client)
+        worker.resize(2)  # its dispatcher claims what is queued, and watches from now on
+        with anyio.fail_after(3):
+            assert await first.result() == 2  # the client's first wait starts its watch
+        assert _watching(worker) and _watching(client)
+        await anyio.sleep(0.3)  # the worker is idle, waiting
+        with anyio.fail_after(3):
+            job = await client.once("double", 21)
+            assert await job.result() == 42
+
+
+def _watching(rt: aj.Runtime) -> bool:
+    assert rt._engine is not None
+    return rt._engine.watching
+
+
 def test_a_concurrency_limit_is_validated_naming_the_value() -> None:
     rt = make_runtime("memory://")
     with pytest.raises(ValueError, match="concurrency must be >= 1, got 0"):
