@@ -19,7 +19,7 @@ from .._models import (
 )
 from .._states import ExecutionStatus, JobStatus, LogLevel, check_transition
 from .._types import to_datetime
-from .base import MAX_PAGE_SIZE, Claim, Finish
+from .base import MAX_PAGE_SIZE, Claim, Finish, NewJob
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -211,6 +211,27 @@ def claims_from_rows(rows: Sequence[Row], jobs: Mapping[str, tuple[Any, Any, Any
             )
         )
     return claims
+
+
+def job_from_new(job: NewJob) -> Job:
+    """The job as a store holds it once ``job`` is inserted (no JSON round trip: the values
+    are the handle's, already JSON)."""
+    created = dt(job.created_at)
+    return Job(
+        id=job.id,
+        name=job.name,
+        category=job.category,
+        status=JobStatus.ACTIVE,
+        schedule=job.schedule,
+        steps=job.steps,
+        priority=job.priority,
+        shared=dict(job.shared),
+        key=job.key,
+        created_at=created,
+        updated_at=created,
+        next_fire_at=to_datetime(job.next_fire_at),
+        state=dict(job.state),
+    )
 
 
 def job_from_row(row: Row) -> Job:

@@ -241,22 +241,7 @@ class MemoryStore:
     async def add_job(self, job: NewJob, executions: Sequence[NewExecution]) -> tuple[Job, bool]:
         if job.key is not None and job.key in self._live_keys:
             return self._jobs[self._live_keys[job.key]], False
-        created = to_datetime(job.created_at)
-        record = Job(
-            id=job.id,
-            name=job.name,
-            category=job.category,
-            status=JobStatus.ACTIVE,
-            schedule=job.schedule,
-            steps=job.steps,
-            priority=job.priority,
-            shared=dict(job.shared),
-            key=job.key,
-            created_at=created,  # type: ignore[arg-type]
-            updated_at=created,  # type: ignore[arg-type]
-            next_fire_at=to_datetime(job.next_fire_at),
-            state=dict(job.state),
-        )
+        record = _common.job_from_new(job)
         self._jobs[job.id] = record
         self._index_job(record)
         self._job_order.append(job.id)

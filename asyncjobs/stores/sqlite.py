@@ -994,8 +994,8 @@ def _add_job(
             [(name, job.created_at) for name in _common.category_chain(job.category)],
         )
     _insert_executions(conn, executions, claimed)
-    # The row as inserted is the row as stored: no need to read it back.
-    return _job(row), True
+    # What was inserted is what is stored: no need to read it back, nor to decode the row.
+    return _common.job_from_new(job), True
 
 
 def _add_job_and_claim(
