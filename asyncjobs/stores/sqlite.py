@@ -1017,14 +1017,19 @@ def _add_job_and_claim(
         if not created:
             return record, False, []
         new = executions[0]
-        # The row as inserted, in the claim's columns: no need to read it back.
-        row = (new.id, new.job_id, new.step, _dumps(new.spec.to_json()), _S.RUNNING.value,
-               new.priority, 1, 0.0, "", None, None, new.created_at, new.scheduled_for, at,
-               None, node.id, node.pid, 1)  # fmt: skip
-        claims = _common.claims_from_rows(
-            [row], {job.id: (record.shared, record.schedule, record.state)}
+        # The row as inserted, in _EXEC_COLUMNS (its spec given decoded): no need to read it
+        # back, nor to decode what was just encoded.
+        row = (new.id, new.job_id, new.step, None, _S.RUNNING.value, new.priority, 1, 0.0, "",
+               None, None, new.created_at, new.scheduled_for, at, None, node.id, node.pid)  # fmt: skip
+        claim = Claim(
+            execution=_execution(row, new.spec),
+            run=1,
+            spec=new.spec,
+            shared=record.shared,
+            schedule=record.schedule,
+            job_state=record.state,
         )
-        return record, True, claims
+        return record, True, [claim]
     record, created = _add_job(conn, job, executions, new_category)
     claims = _claim(conn, node, limit, at, known) if created and limit > 0 else []
     return record, created, claims
