@@ -535,8 +535,8 @@ class PostgresStore:
         # live job has the key it inserts nothing, and _add_job finds that job (or, if it
         # ended meanwhile, inserts this one).
         rows = await self._add_at_once(_ADD_JOB, job, executions, {WORK} if executions else set())
-        if rows:
-            return _job(rows[0]), True
+        if rows:  # inserted: the job is what was inserted, no need to decode the row
+            return _common.job_from_new(job), True
         return await self._transact(_add_job, job, executions)
 
     async def _add_at_once(
@@ -586,7 +586,7 @@ class PostgresStore:
             )
             if rows:
                 row = rows[0]
-                record = _job(row[: len(_JOB_FIELDS)])
+                record = _common.job_from_new(job)
                 claims = _common.claims_from_rows(
                     [row[len(_JOB_FIELDS) :]],
                     {job.id: (record.shared, record.schedule, record.state)},
