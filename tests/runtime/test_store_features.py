@@ -73,15 +73,7 @@ def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 async def test_a_runtime_hears_work_and_results_from_another_at_once(shared_url: str) -> None:
     # Both poll only every 30 s: anything faster is the store's notifications at work
     # (PostgreSQL NOTIFY; SQLite: the watcher of the -wal file).
-    url = shared_url
-    worker = make_runtime(url, poll_interval=30)
-    client = make_runtime(url, poll_interval=30, workers=0)
-
-    @worker.task(name="double")
-    async def double(n: int) -> int:
-        return 2 * n
-
-    client.task(name="double")(double)
+    worker, client = _doubling_pair(shared_url, worker_workers=4)
     async with worker, client:
         await anyio.sleep(0.3)  # the worker is idle, waiting
         for n in range(3):
@@ -103,15 +95,7 @@ async def test_a_runtime_without_workers_watches_the_store_once_it_needs_to(
     """A process that only enqueues does not pay for the store's watch until something
     waits for a change, or until it is given workers; from then on it hears other
     processes at once (both runtimes poll only every 30 s)."""
-    url = shared_url
-    worker = make_runtime(url, poll_interval=30, workers=0)
-    client = make_runtime(url, poll_interval=30, workers=0)
-
-    @worker.task(name="double")
-    async def double(n: int) -> int:
-        return 2 * n
-
-    client.task(name="double")(double)
+    worker, client = _doubling_pair(shared_url, worker_workers=0)
     async with worker, client:
         first = await client.once("double", 1)
         assert not _watching(worker) and not _watching(client)
@@ -123,6 +107,20 @@ async def test_a_runtime_without_workers_watches_the_store_once_it_needs_to(
         with anyio.fail_after(3):
             job = await client.once("double", 21)
             assert await job.result() == 42
+
+
+def _doubling_pair(url: str, *, worker_workers: int) -> tuple[aj.Runtime, aj.Runtime]:
+    """A worker and a client (no workers) on one store, both knowing ``double``, both
+    polling only every 30 s: anything faster is the store's notifications at work."""
+    worker = make_runtime(url, poll_interval=30, workers=worker_workers)
+    client = make_runtime(url, poll_interval=30, workers=0)
+
+    @worker.task(name="double")
+    async def double(n: int) -> int:
+        return 2 * n
+
+    client.task(name="double")(double)
+    return worker, client
 
 
 def _watching(rt: aj.Runtime) -> bool:
