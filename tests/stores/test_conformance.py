@@ -117,6 +117,34 @@ async def test_add_job_stores_the_job_its_executions_and_first_states(store: Sto
     assert names == ["reports", "reports/daily", "reports/daily/pdf"]
 
 
+async def test_what_add_job_returns_is_what_get_job_reads_for_every_option(store: Store) -> None:
+    """A store returns the job it inserted without reading it back: every field of every
+    step, and nested shared data, must come back from the store just the same."""
+    spec = StepSpec(
+        task="t",
+        args=(1, 2.5, "x", None, [1, {"a": [True]}]),
+        kwargs={"k": {"nested": [1, 2]}, "s": "é"},
+        mode="process",
+        timeout=1.5,
+        retries=3,
+        backoff={"kind": "exponential", "base": 2.0},
+        on_worker_lost="fail",
+        crash_limit=5,
+        target="pkg.mod:fn",
+        command=("echo", "hi"),
+        env={"A": "1"},
+        cwd="/srv",
+        concurrency=2,
+        stand_in=True,
+    )
+    j = job(spec=spec, shared={"deep": {"list": [1, [2, 3]], "f": 0.1}, "n": None})
+    record, created = await store.add_job(j, [execution(j)])
+    assert created and record == await store.get_job(j.id)
+    keyed = job(key="claimed", spec=StepSpec(task="t", kwargs={"x": [1.25]}))
+    record, created, _ = await store.add_job_and_claim(keyed, [execution(keyed)], NODE, 1, T0 + 1)
+    assert created and record == await store.get_job(keyed.id)
+
+
 async def test_a_live_key_returns_the_existing_job_and_inserts_nothing(store: Store) -> None:
     first, _ = await add(store, key="k-1")
     again = job(key="k-1", category="other/sub")
