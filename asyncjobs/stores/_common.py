@@ -213,6 +213,16 @@ def claims_from_rows(rows: Sequence[Row], jobs: Mapping[str, tuple[Any, Any, Any
     return claims
 
 
+def job_documents(job: NewJob) -> tuple[str, str, str, str]:
+    """A new job's JSON columns as text: schedule, steps, shared, state."""
+    return (
+        dumps(job.schedule),
+        dumps([step.to_json() for step in job.steps]),
+        dumps(job.shared),
+        dumps(job.state),
+    )
+
+
 def job_from_new(job: NewJob) -> Job:
     """The job as a store holds it once ``job`` is inserted (no JSON round trip: the values
     are the handle's, already JSON)."""

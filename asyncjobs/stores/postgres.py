@@ -944,18 +944,19 @@ async def _lock_jobs(tx: _Tx, job_ids: Sequence[str]) -> None:
 
 def _job_values(job: NewJob) -> tuple[object, ...]:
     """A new job's $1-$11 in both ways of adding it (_add_job, _add_job_statement)."""
+    schedule, steps, shared, state = _common.job_documents(job)
     return (
         job.id,
         job.name,
         job.category,
-        _dumps(job.schedule),
-        _dumps([step.to_json() for step in job.steps]),
+        schedule,
+        steps,
         job.priority,
-        _dumps(job.shared),
+        shared,
         job.key,
         job.created_at,
         job.next_fire_at,
-        _dumps(job.state),
+        state,
     )
 
 

@@ -971,21 +971,22 @@ def _add_job(
         ).fetchone()
         if row is not None:
             return _job(row), False
+    schedule, steps, shared, state = _common.job_documents(job)
     row = (
         job.id,
         job.name,
         job.category,
         JobStatus.ACTIVE.value,
-        _dumps(job.schedule),
-        _dumps([step.to_json() for step in job.steps]),
+        schedule,
+        steps,
         job.priority,
-        _dumps(job.shared),
+        shared,
         job.key,
         job.created_at,
         job.created_at,
         job.next_fire_at,
         None,
-        _dumps(job.state),
+        state,
     )
     conn.execute(_INSERT_JOB, row)
     if new_category:
