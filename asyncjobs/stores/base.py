@@ -428,6 +428,24 @@ class Store(Protocol):
         """
         ...
 
+    async def write_and_claim(
+        self,
+        batch: WriteBatch,
+        node: NodeInfo,
+        limit: int,
+        at: float,
+        *,
+        tasks: Collection[str] | None = None,
+    ) -> tuple[list[bool], list[Claim]]:
+        """:meth:`write`, then :meth:`claim` with the same arguments, in one transaction.
+
+        A node whose finished executions free slots hands them to the next executions in
+        the transaction that ends the finished ones, saving the claim's own transaction.
+        The claim follows every rule of :meth:`claim` and sees the batch's effects (a retry
+        due at ``at`` may be claimed); with ``limit`` 0 nothing is claimed.
+        """
+        ...
+
     async def cancel_execution(
         self, execution_id: ExecutionId, at: float
     ) -> tuple[Execution, bool]:

@@ -548,6 +548,19 @@ class MemoryStore:
             heapq.heappop(self._waiting)
         return None
 
+    async def write_and_claim(
+        self,
+        batch: WriteBatch,
+        node: NodeInfo,
+        limit: int,
+        at: float,
+        *,
+        tasks: Collection[str] | None = None,
+    ) -> tuple[list[bool], list[Claim]]:
+        # Atomic like every method here: neither call awaits anything.
+        applied = await self.write(batch)
+        return applied, await self.claim(node, limit, at, tasks=tasks)
+
     async def write(self, batch: WriteBatch) -> list[bool]:
         for log in batch.logs:
             self._append_log(log)

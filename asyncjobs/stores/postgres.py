@@ -744,6 +744,18 @@ class PostgresStore:
             return []
         return await self._transact(_write, batch)
 
+    async def write_and_claim(
+        self,
+        batch: WriteBatch,
+        node: NodeInfo,
+        limit: int,
+        at: float,
+        *,
+        tasks: Collection[str] | None = None,
+    ) -> tuple[list[bool], list[Claim]]:
+        known = None if tasks is None else sorted(tasks)
+        return await self._transact(_write_and_claim, batch, node, limit, at, self.schema, known)
+
     async def cancel_execution(
         self, execution_id: ExecutionId, at: float
     ) -> tuple[Execution, bool]:
@@ -1287,6 +1299,19 @@ async def _write(tx: _Tx, batch: WriteBatch) -> list[bool]:
             ended_jobs[job_id] = max(finish.at, ended_jobs.get(job_id, finish.at))
     await _finish_jobs(tx, ended_jobs)
     return applied
+
+
+async def _write_and_claim(
+    tx: _Tx,
+    batch: WriteBatch,
+    node: NodeInfo,
+    limit: int,
+    at: float,
+    schema: str,
+    known: list[str] | None,
+) -> tuple[list[bool], list[Claim]]:
+    applied = await _write(tx, batch)
+    return applied, await _claim(tx, node, limit, at, schema, known) if limit > 0 else []
 
 
 async def _end_runs(

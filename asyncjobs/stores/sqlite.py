@@ -733,6 +733,18 @@ class SQLiteStore:
             return []
         return await self._tx(_write, batch)
 
+    async def write_and_claim(
+        self,
+        batch: WriteBatch,
+        node: NodeInfo,
+        limit: int,
+        at: float,
+        *,
+        tasks: Collection[str] | None = None,
+    ) -> tuple[list[bool], list[Claim]]:
+        known = None if tasks is None else _dumps(sorted(tasks))
+        return await self._tx(_write_and_claim, batch, node, limit, at, known)
+
     async def cancel_execution(
         self, execution_id: ExecutionId, at: float
     ) -> tuple[Execution, bool]:
@@ -1324,6 +1336,18 @@ def _write(conn: sqlite3.Connection, batch: WriteBatch) -> list[bool]:
     conn.executemany(_INSERT_STATE, states)
     _finish_jobs(conn, ended_jobs)
     return applied
+
+
+def _write_and_claim(
+    conn: sqlite3.Connection,
+    batch: WriteBatch,
+    node: NodeInfo,
+    limit: int,
+    at: float,
+    known: str | None,
+) -> tuple[list[bool], list[Claim]]:
+    applied = _write(conn, batch) if batch.logs or batch.progress or batch.finishes else []
+    return applied, _claim(conn, node, limit, at, known) if limit > 0 else []
 
 
 def _cancel_execution(

@@ -621,6 +621,43 @@ async def test_failed_carries_the_error_and_retrying_requeues(store: Store) -> N
     ]  # fmt: skip
 
 
+async def test_write_and_claim_ends_runs_then_claims_by_the_claim_rules(store: Store) -> None:
+    """One transaction: the batch as :meth:`write` applies it, then a claim that sees it."""
+    first, second = await add(store), await add(store)
+    a, b = await store.claim(NODE, 2, T0)
+    queued = [await add(store) for _ in range(3)]
+    paused, _ = await add(store)
+    await store.set_job_status(paused.id, JobStatus.PAUSED, T0)
+    batch = WriteBatch(
+        finishes=[
+            finish(a.execution.id, a.run, S.COMPLETED, result=1),
+            finish(b.execution.id, b.run, S.RETRYING, retry_at=T0 + 1),  # due at the claim
+            finish(b.execution.id, b.run - 1, S.FAILED),  # stale: not applied
+        ],
+        logs=[NewLog(execution_id=a.execution.id, job_id=first[0].id, at=T0, level=LogLevel.INFO,
+                     message="done", data={})],
+    )  # fmt: skip
+    applied, claims = await store.write_and_claim(batch, OTHER, 3, T0 + 1)
+    assert applied == [True, True, False]
+    # Claim order (the retry, promoted, is due last), the paused job's execution passed over.
+    assert [c.execution.id for c in claims] == [e.id for _, e in queued]
+    assert all(c.execution.node == OTHER.id and c.run == 1 for c in claims)
+    assert (await store.get_job(first[0].id)).status == JobStatus.FINISHED
+    assert (await store.get_execution(b.execution.id)).status == S.QUEUED  # promoted, left
+    (log,) = (await store.list_logs(LogQuery(execution_id=a.execution.id))).items
+    assert log.message == "done"
+    applied, claims = await store.write_and_claim(WriteBatch(), OTHER, 2, T0 + 2)
+    assert applied == [] and [c.execution.id for c in claims] == [b.execution.id]
+    assert claims[0].run == b.run + 1 and claims[0].execution.attempt == 2
+    assert [t.status for t in await store.history(b.execution.id)] == [
+        S.QUEUED, S.RUNNING, S.RETRYING, S.QUEUED, S.RUNNING,
+    ]  # fmt: skip
+    # With limit 0 only the batch is written.
+    done = finish(claims[0].execution.id, claims[0].run, S.COMPLETED)
+    assert await store.write_and_claim(WriteBatch(finishes=[done]), NODE, 0, T0 + 3) == ([True], [])
+    assert (await store.get_job(second[0].id)).status == JobStatus.FINISHED
+
+
 async def test_a_large_batch_applies_each_update_and_finish_on_its_own_run(store: Store) -> None:
     # More finishes than a store writes with one statement, of every kind, with a stale run
     # and a second finish of a run already ended in the same batch: each is applied or not
