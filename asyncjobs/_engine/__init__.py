@@ -11,7 +11,9 @@ Three loops run in one task group, each a named task that says when it is ready:
   group's ``start_soon`` does, which decides the in-memory throughput. The engine keeps
   them in ``_running`` and cancels what is left of them when it stops. A job this runtime
   pushes while it has free slots is claimed in the push's own transaction
-  (:meth:`Engine.add_job`); slots promised to claims in flight count as taken;
+  (:meth:`Engine.add_job`); slots promised to claims in flight count as taken. While work
+  is queued, the write that ends executions claims their successors in its own transaction
+  (:meth:`Engine._write`): the slots pass on with no claim transaction between;
 * the **maintenance** loop heartbeats this node, picks up cancel requests made elsewhere, and
   recovers the executions of nodes that died.
 
@@ -61,7 +63,7 @@ if TYPE_CHECKING:
     from .._models import Job
     from .._runtime import Runtime
     from .._tasks import TaskDef
-    from ..stores.base import NewExecution, NewJob, Store
+    from ..stores.base import NewExecution, NewJob, Store, WriteBatch
 
 logger = logging.getLogger("asyncjobs.engine")
 
@@ -101,7 +103,11 @@ class Engine:
         self._claiming = 0  # slots promised to claims in flight (the dispatcher's, a push's)
         self._slot_freed = Wakeup()
         self._work_added = Wakeup()
+        self._work_generation = 0  # +1 whenever work may have been added
+        self._drained_at: int | None = None  # the generation a claim last came back short at
+        self._looking: anyio.Event | None = None  # set when the dispatcher's look ends
         self._stopping = False
+        self._releasing = False
         self._dispatch_scope = anyio.CancelScope()
         self._drain_scope = anyio.CancelScope()
         # An execution's scope is made by the running backend's own class, found once here:
@@ -117,7 +123,11 @@ class Engine:
         self._tg: TaskGroup | None = None
         self._stack = AsyncExitStack()
         self.writer = Writer(
-            store, changes, progress_interval=runtime._progress_interval, clock=runtime._clock
+            store,
+            changes,
+            progress_interval=runtime._progress_interval,
+            clock=runtime._clock,
+            write=self._write,
         )
         self.completed = 0
         self.failed = 0
@@ -156,6 +166,7 @@ class Engine:
         with anyio.move_on_after(0 if self._aborted else timeout) as self._drain_scope:
             while self._running or self._claiming:  # a push's claim starts what it took
                 await self._slot_freed.wait()
+        self._releasing = True  # what a write in flight claims now is put back at once
         for running in list(self._running.values()):
             running.reason = running.reason or "shutdown"
             running.scope.cancel()
@@ -190,6 +201,12 @@ class Engine:
         needs no dispatcher round trip to start it."""
         now = self._clock.time()
         free = self._free_slots()
+        if free <= 0 and self._looking is not None and executions:
+            # The dispatcher holds the free slots for a look at an empty queue: wait for it
+            # (a round trip this push would mostly queue behind anyway) rather than leave the
+            # job to its next claim, which would hold the slots against the next push again.
+            await self._looking.wait()
+            free = self._free_slots()
         if self._stopping or free <= 0 or not executions or executions[0].scheduled_for > now:
             record, _ = await self._store.add_job(job, executions)
             # A schedule's first firing is the scheduler's; executions, the dispatcher's.
@@ -260,6 +277,7 @@ class Engine:
             and (self._next_due is None or due < self._next_due)
         ):
             self._next_due = due
+        self._work_generation += 1
         self._work_added.set()
         if schedule:
             # Not for plain work: a push would cost the scheduler two store reads each.
@@ -271,6 +289,7 @@ class Engine:
         everything = EVERYTHING in keys
         if everything or WORK in keys:
             self._last_poll = -math.inf  # its next due time may have moved: re-read it
+            self._work_generation += 1
             self._work_added.set()
         if everything or SCHEDULE in keys:
             self._schedule_changed.set()
@@ -330,12 +349,20 @@ class Engine:
             await self.watch_store()
         # Claim at most the free slots: a claimed execution is 'running' on this node, and
         # one waiting here for a slot would be delayed for every node.
-        with self._promised(min(free, MAX_CLAIM_BATCH)) as limit:
-            claims = await self._store.claim(
-                self.node, limit, self._clock.time(), tasks=self._rt._registry.names()
-            )
-        for claim in claims:
-            self._start(claim)
+        generation = self._work_generation
+        # After a short claim, the queue was empty: this one looks for what came since.
+        looking = anyio.Event() if self._drained_at is not None else None
+        self._looking = looking
+        try:
+            with self._promised(min(free, MAX_CLAIM_BATCH)) as limit:
+                claims = await self._store.claim(
+                    self.node, limit, self._clock.time(), tasks=self._rt._registry.names()
+                )
+        finally:
+            if looking is not None:
+                self._looking = None
+                looking.set()
+        self._claimed(claims, limit, generation)
         if len(claims) == limit:
             await anyio.lowlevel.checkpoint()
             return
@@ -393,11 +420,37 @@ class Engine:
             task = self._rt._registry.get(claim.spec.task)
             claim = replace(claim, spec=resolve_step(task, claim.spec))
         running = _Running(claim=claim, scope=self._new_scope())
+        if self._releasing:
+            running.reason = "shutdown"
+            running.scope.cancel()
         self._running[claim.execution.id] = running
         # A plain task, not the task group's (see the module docstring).
         running.task = asyncio.get_running_loop().create_task(
             self._execute(running), name=f"asyncjobs execution {claim.execution.id}"
         )
+
+    def _claimed(self, claims: list[Claim], limit: int, generation: int) -> None:
+        """Start what a claim of ``limit`` took, made when the work generation was
+        ``generation``; a short claim means the queue is empty until work is added."""
+        self._drained_at = generation if len(claims) < limit else None
+        for claim in claims:
+            self._start(claim)
+
+    async def _write(self, batch: WriteBatch, freed: int) -> list[bool]:
+        """The writer's write. Its finishes free ``freed`` slots once it is written: while
+        work may be queued, claim as many in the same transaction, and start them before
+        the finished executions give their slots up (the pool never runs more than it
+        holds). When the last claim came back short and nothing was added since, the
+        queue is empty: the write claims nothing and costs no claim."""
+        limit = min(freed, self._free_slots() + freed)
+        if self._stopping or limit <= 0 or self._drained_at == self._work_generation:
+            return await self._store.write(batch)
+        generation = self._work_generation
+        applied, claims = await self._store.write_and_claim(
+            batch, self.node, limit, self._clock.time(), tasks=self._rt._registry.names()
+        )
+        self._claimed(claims, limit, generation)
+        return applied
 
     async def _maintenance_loop(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -481,9 +534,14 @@ class Engine:
             finish = await self._run(running)
             if claim.schedule.get("kind") == "daemon" and finish.status != _S.RETRYING:
                 finish = replace(finish, job=self._daemon_next(claim, finish))
-            applied = await self._record(finish, execution.job_id)
+            completed = finish.status == _S.COMPLETED
+            complete_hooks = self._hooks(task, "on_complete") if completed else []
+            # With no hook left to run, the slot can pass to the next execution as the
+            # outcome is written.
+            frees_slot = not state_hooks and not complete_hooks
+            applied = await self._record(finish, execution.job_id, frees_slot)
             if applied:
-                if finish.status == _S.COMPLETED:
+                if completed:
                     self.completed += 1
                 elif finish.status == _S.FAILED:
                     self.failed += 1
@@ -491,8 +549,10 @@ class Engine:
                     await self._call_hooks(
                         claim, state_hooks, "on_state_change", execution, finish.status
                     )
-                if finish.status == _S.COMPLETED and (hooks := self._hooks(task, "on_complete")):
-                    await self._call_hooks(claim, hooks, "on_complete", execution, finish.result)
+                if complete_hooks:
+                    await self._call_hooks(
+                        claim, complete_hooks, "on_complete", execution, finish.result
+                    )
             else:
                 logger.warning(
                     "execution %s run %d ended after it was taken over; its outcome was dropped",
@@ -511,12 +571,16 @@ class Engine:
             del self._running[execution.id]
             self._slot_freed.set()
 
-    async def _record(self, finish: Finish, job_id: str) -> bool:
+    async def _record(self, finish: Finish, job_id: str, frees_slot: bool) -> bool:
         """Write the outcome, retrying a failing store for a while: an outcome that is never
         written leaves the execution 'running' under a live node, which nothing recovers."""
         for attempt in range(8):
             try:
-                return await self.writer.finish(finish, job_id)  # type: ignore[arg-type]
+                return await self.writer.finish(
+                    finish,
+                    job_id,  # type: ignore[arg-type]
+                    frees_slot=frees_slot,
+                )
             except StoreError:
                 if attempt == 7:
                     raise

@@ -12,10 +12,16 @@ from ..stores.base import Finish, NewLog, ProgressUpdate, WriteBatch
 from .changes import Changes, Wakeup
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from .._clock import Clock
     from .._states import LogLevel
     from .._types import JSON, ExecutionId, JobId
     from ..stores.base import Store
+
+    # How a batch is written: write(batch, freed), ``freed`` being the slots its finishes
+    # give up once it is written (the engine may claim as many in the same transaction).
+    WriteFn = Callable[[WriteBatch, int], Awaitable[list[bool]]]
 
 logger = logging.getLogger("asyncjobs.writer")
 
@@ -23,11 +29,12 @@ MAX_LOG_BATCH = 5000
 
 
 class _Pending:
-    __slots__ = ("applied", "error", "finish", "job_id")
+    __slots__ = ("applied", "error", "finish", "frees_slot", "job_id")
 
-    def __init__(self, finish: Finish, job_id: JobId) -> None:
+    def __init__(self, finish: Finish, job_id: JobId, frees_slot: bool) -> None:
         self.finish = finish
         self.job_id = job_id
+        self.frees_slot = frees_slot
         self.applied = False
         self.error: BaseException | None = None
 
@@ -42,10 +49,16 @@ class Writer:
     """
 
     def __init__(
-        self, store: Store, changes: Changes, *, progress_interval: float, clock: Clock
+        self,
+        store: Store,
+        changes: Changes,
+        *,
+        progress_interval: float,
+        clock: Clock,
+        write: WriteFn | None = None,
     ) -> None:
         self._clock = clock
-        self._store = store
+        self._write: WriteFn = write or (lambda batch, freed: store.write(batch))
         self._changes = changes
         self._progress_interval = progress_interval
         self._logs: list[NewLog] = []
@@ -91,12 +104,15 @@ class Writer:
 
     # -- the engine side -----------------------------------------------------------------
 
-    async def finish(self, finish: Finish, job_id: JobId) -> bool:
+    async def finish(self, finish: Finish, job_id: JobId, *, frees_slot: bool = False) -> bool:
         """Write ``finish`` with the next group commit; return whether it applied.
+
+        ``frees_slot``: its execution gives up its slot as soon as this returns (it has
+        nothing left to run), so the write may hand the slot to the next execution.
 
         :raises StoreError: if the store failed the write
         """
-        pending = _Pending(finish, job_id)
+        pending = _Pending(finish, job_id, frees_slot)
         self._finishes.append(pending)
         written = self._written  # one event per write, not per outcome
         self._wake.set()
@@ -136,7 +152,7 @@ class Writer:
                 with anyio.CancelScope(shield=True):
                     # Shielded: a batch holds outcomes other tasks wait on; leaving it half
                     # sent would strand them.
-                    applied = await self._store.write(batch)
+                    applied = await self._write(batch, sum(p.frees_slot for p in finishes))
             except Exception as exc:
                 logger.exception("asyncjobs could not write %d outcomes", len(finishes))
                 for pending in finishes:

@@ -5,13 +5,18 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import asyncjobs as aj
 from asyncjobs import ExecutionStatus as S
+
+if TYPE_CHECKING:
+    from asyncjobs.stores import Claim
 
 pytestmark = pytest.mark.anyio
 
@@ -644,6 +649,93 @@ async def test_concurrent_pushes_never_run_more_than_the_pool(store_url: str) ->
             for job in jobs:
                 assert (await job.wait()).status == S.COMPLETED
     assert peak == 3
+
+
+async def test_ended_executions_hand_their_slots_on_in_the_write_that_ends_them(
+    store_url: str,
+) -> None:
+    """Draining a queue, the write of a batch's outcomes claims their successors in the same
+    transaction (no claim of its own), and the pool still never runs more than it holds."""
+    store = aj.stores.open_store(store_url)
+    handed_on = 0
+    write_and_claim = store.write_and_claim
+
+    async def counted(*args: Any, **kwargs: Any) -> tuple[list[bool], list[Claim]]:
+        nonlocal handed_on
+        applied, claims = await write_and_claim(*args, **kwargs)
+        handed_on += len(claims)
+        return applied, claims
+
+    store.write_and_claim = counted  # type: ignore[method-assign]
+    rt = make_runtime(store, workers=0)  # type: ignore[arg-type]
+    running = peak = 0
+
+    @rt.task
+    async def brief(i: int) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await anyio.lowlevel.checkpoint()
+        running -= 1
+        return i
+
+    async with rt:
+        jobs = [await rt.once(brief, i) for i in range(30)]
+        rt.resize(3)
+        with anyio.fail_after(10):
+            assert [await job.result() for job in jobs] == list(range(30))
+    assert peak == 3
+    assert handed_on >= 15  # 27 (all but the first claim's) unless a batch came apart
+
+
+async def test_an_execution_keeps_its_slot_until_its_hooks_have_run(store_url: str) -> None:
+    seen: list[str] = []
+
+    async def after(ex: aj.Execution, result: object) -> None:
+        seen.append(f"hook {result}")
+        await anyio.sleep(0.05)
+        seen.append(f"hook {result} done")
+
+    rt = make_runtime(store_url, workers=0, on_complete=after)
+
+    @rt.task
+    async def step(i: int) -> int:
+        seen.append(f"start {i}")
+        return i
+
+    async with rt:
+        jobs = [await rt.once(step, i) for i in range(2)]
+        rt.resize(1)
+        with anyio.fail_after(10):
+            for job in jobs:
+                await job.wait()
+            while len(seen) < 6:
+                await anyio.sleep(0.01)
+    assert seen == ["start 0", "hook 0", "hook 0 done", "start 1", "hook 1", "hook 1 done"]
+
+
+async def test_pushes_start_in_their_own_write_while_the_dispatcher_looks_for_work(
+    store_url: str,
+) -> None:
+    """An idle dispatcher polling often holds the free slots for a moment at each look at
+    the queue; a push meanwhile waits for the look to end instead of leaving its job queued
+    for a later claim."""
+    rt = make_runtime(store_url, workers=40, poll_interval=0.001)
+    gate = anyio.Event()
+
+    @rt.task
+    async def hold() -> None:
+        await gate.wait()
+
+    async with rt:
+        await anyio.sleep(0.05)
+        statuses = []
+        for _ in range(30):
+            job = await rt.once(hold)
+            (ex,) = (await rt.executions.list(job_id=job.id)).items
+            statuses.append(ex.status)
+        gate.set()
+    assert statuses == [S.RUNNING] * 30
 
 
 async def test_a_stop_does_not_wait_out_its_timeout_for_a_claim_in_flight(
