@@ -565,6 +565,8 @@ class Engine:
                 self.wake(finish.job.next_fire_at, schedule=True)
             elif claim.schedule.get("overlap") == "queue":
                 self._schedule_changed.set()  # this job's next tick may be waiting for it
+            if claim.spec.concurrency is not None:
+                self.wake()  # its task's slot is free: what waits for it may start
         except Exception:
             logger.exception("asyncjobs could not record the end of execution %s", execution.id)
         finally:

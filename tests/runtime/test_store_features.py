@@ -169,6 +169,25 @@ async def test_a_concurrency_limit_holds_on_a_runtime(store_url: str) -> None:
     assert await _run_limited([make_runtime(store_url, workers=8)], 8) == 2
 
 
+async def test_a_limited_tasks_next_execution_starts_when_one_ends_not_at_a_poll(
+    store_url: str,
+) -> None:
+    """The queue behind a task at its limit moves as each execution ends: the runtime that
+    frees the task's slot claims at once, as another node hears of it at once."""
+    rt = make_runtime(store_url, workers=4, poll_interval=30)
+
+    @rt.task(concurrency=1)
+    async def one_at_a_time(n: int) -> int:
+        await anyio.sleep(0.01)
+        return n
+
+    async with rt:
+        await anyio.sleep(0.1)  # the dispatcher's first look is over: it waits a poll
+        jobs = [await rt.once(one_at_a_time, n) for n in range(4)]
+        with anyio.fail_after(5):  # 90 s if each waited for the poll
+            assert [await job.result() for job in jobs] == [0, 1, 2, 3]
+
+
 async def test_a_concurrency_limit_holds_across_nodes(pg_server: PostgresServer) -> None:
     url = pg_server.url()
     nodes = [make_runtime(url, workers=4) for _ in range(3)]
