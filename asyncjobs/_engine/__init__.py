@@ -200,14 +200,15 @@ class Engine:
         transaction and start what it took: the runtime that enqueues a task it runs itself
         needs no dispatcher round trip to start it."""
         now = self._clock.time()
+        due_now = bool(executions) and executions[0].scheduled_for <= now
         free = self._free_slots()
-        if free <= 0 and self._looking is not None and executions:
+        if due_now and free <= 0 and self._looking is not None and not self._stopping:
             # The dispatcher holds the free slots for a look at an empty queue: wait for it
             # (a round trip this push would mostly queue behind anyway) rather than leave the
             # job to its next claim, which would hold the slots against the next push again.
             await self._looking.wait()
             free = self._free_slots()
-        if self._stopping or free <= 0 or not executions or executions[0].scheduled_for > now:
+        if self._stopping or free <= 0 or not due_now:
             record, _ = await self._store.add_job(job, executions)
             # A schedule's first firing is the scheduler's; executions, the dispatcher's.
             self.wake(due, schedule=not executions)

@@ -655,13 +655,15 @@ async def test_ended_executions_hand_their_slots_on_in_the_write_that_ends_them(
     store_url: str,
 ) -> None:
     """Draining a queue, the write of a batch's outcomes claims their successors in the same
-    transaction (no claim of its own), and the pool still never runs more than it holds."""
+    transaction (no claim of its own), and the pool still never runs more than it holds;
+    once the queue is empty, writes claim nothing."""
     store = aj.stores.open_store(store_url)
-    handed_on = 0
+    handed_on = write_and_claim_calls = 0
     write_and_claim = store.write_and_claim
 
     async def counted(*args: Any, **kwargs: Any) -> tuple[list[bool], list[Claim]]:
-        nonlocal handed_on
+        nonlocal handed_on, write_and_claim_calls
+        write_and_claim_calls += 1
         applied, claims = await write_and_claim(*args, **kwargs)
         handed_on += len(claims)
         return applied, claims
@@ -684,8 +686,14 @@ async def test_ended_executions_hand_their_slots_on_in_the_write_that_ends_them(
         rt.resize(3)
         with anyio.fail_after(10):
             assert [await job.result() for job in jobs] == list(range(30))
-    assert peak == 3
-    assert handed_on >= 15  # 27 (all but the first claim's) unless a batch came apart
+        assert peak == 3
+        assert handed_on >= 15  # 27 (all but the first claim's) unless a batch came apart
+        # The queue is empty: a push claims its own execution, and its write claims nothing.
+        calls = write_and_claim_calls
+        with anyio.fail_after(10):
+            for i in range(5):
+                assert await (await rt.once(brief, i)).result() == i
+        assert write_and_claim_calls == calls
 
 
 async def test_an_execution_keeps_its_slot_until_its_hooks_have_run(store_url: str) -> None:
