@@ -815,6 +815,45 @@ async def test_graceful_stop_puts_unfinished_work_back_without_an_attempt(
     assert attempts == [1, 1]
 
 
+async def test_a_stop_puts_back_what_a_write_in_flight_claims_after_the_drain(
+    tmp_path: object,
+) -> None:
+    """A write that hands slots on and returns after the stop stopped waiting for running
+    executions: what it claimed is put back at once (no attempt used), not run to its end."""
+    url = f"sqlite:///{tmp_path}/late.db"
+    store = aj.stores.open_store(url)
+    entered, gate = anyio.Event(), anyio.Event()
+    write_and_claim = store.write_and_claim
+
+    async def held(*args: Any, **kwargs: Any) -> tuple[list[bool], list[Claim]]:
+        entered.set()
+        await gate.wait()
+        return await write_and_claim(*args, **kwargs)
+
+    store.write_and_claim = held  # type: ignore[method-assign]
+    rt = make_runtime(store, workers=0, shutdown_timeout=0.1)  # type: ignore[arg-type]
+
+    @rt.task
+    async def step(i: int) -> int:
+        if i >= 2:
+            await anyio.sleep(30)
+        return i
+
+    await rt.start()
+    jobs = [await rt.once(step, i) for i in range(4)]
+    rt.resize(2)  # claims 0 and 1; their write hands the slots to 2 and 3, held at the gate
+    with anyio.fail_after(5):
+        await entered.wait()
+    with anyio.fail_after(5):  # not the 30 s of the late ones, nor a 10 s wait for them
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(rt.stop)
+            await anyio.sleep(0.3)  # past the drain's timeout, the write still in flight
+            gate.set()
+    done = [await _executions_after_stop(url, job.id) for job in jobs]
+    assert [ex.status for (ex,) in done] == [S.COMPLETED, S.COMPLETED, S.RETRYING, S.RETRYING]
+    assert all(ex.attempt == 1 for (ex,) in done)
+
+
 async def _executions_after_stop(url: str, job_id: str) -> list[aj.Execution]:
     rt = aj.Runtime(url, workers=0)
     async with rt:
