@@ -99,7 +99,9 @@ class Engine:
         )
         self._workers = runtime._workers
         self._clock = runtime._clock
-        self._running: dict[str, _Running] = {}
+        # By (execution id, run): a run can start (a retry due at once, claimed by the write
+        # that ends the run before it) while the one before finishes its bookkeeping.
+        self._running: dict[tuple[str, int], _Running] = {}
         self._claiming = 0  # slots promised to claims in flight (the dispatcher's, a push's)
         self._slot_freed = Wakeup()
         self._work_added = Wakeup()
@@ -313,7 +315,11 @@ class Engine:
 
     async def cancel_local(self, execution_id: str) -> bool:
         """Cancel the execution if it runs here; return once its outcome is written."""
-        running = self._running.get(execution_id)
+        running = max(
+            (r for (eid, _), r in self._running.items() if eid == execution_id),
+            key=lambda r: r.claim.run,
+            default=None,
+        )
         if running is None:
             return False
         running.reason = running.reason or "cancel"
@@ -424,7 +430,7 @@ class Engine:
         if self._releasing:
             running.reason = "shutdown"
             running.scope.cancel()
-        self._running[claim.execution.id] = running
+        self._running[claim.execution.id, claim.run] = running
         # A plain task, not the task group's (see the module docstring).
         running.task = asyncio.get_running_loop().create_task(
             self._execute(running), name=f"asyncjobs execution {claim.execution.id}"
@@ -463,8 +469,8 @@ class Engine:
             await anyio.sleep(min(1.0, interval))
             try:
                 for execution_id, run in await self._store.cancel_requests(self.node.id):
-                    running = self._running.get(execution_id)
-                    if running is not None and running.claim.run == run:
+                    running = self._running.get((execution_id, run))
+                    if running is not None:
                         running.reason = running.reason or "cancel"
                         running.scope.cancel()
                 if time.monotonic() - last_beat >= interval:
@@ -571,7 +577,7 @@ class Engine:
         except Exception:
             logger.exception("asyncjobs could not record the end of execution %s", execution.id)
         finally:
-            del self._running[execution.id]
+            del self._running[execution.id, claim.run]
             self._slot_freed.set()
 
     async def _record(self, finish: Finish, job_id: str, frees_slot: bool) -> bool:

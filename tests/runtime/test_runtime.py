@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import enum
+import gc
 import logging
 import threading
 from dataclasses import dataclass
@@ -228,6 +229,42 @@ async def test_retries_follow_the_backoff_then_succeed(store_url: str) -> None:
         assert len(warnings.items) == 2
         assert "ConnectionError: boom 1" in warnings.items[0].message
     assert attempts == [1, 2, 3]
+
+
+async def test_a_retry_due_at_once_starts_from_the_write_that_ends_the_run_before(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With no backoff the write that records a failed attempt may claim the next one of the
+    same execution, which starts while the run before finishes its bookkeeping: each run
+    is its own entry of the pool, and nothing goes wrong."""
+    rt = make_runtime(store_url, workers=0)
+    attempts: list[int] = []
+
+    @rt.task(retries=3, backoff=0)
+    async def flaky(ctx: aj.Context) -> int:
+        attempts.append(ctx.attempt)
+        if ctx.attempt < 3:
+            raise ConnectionError(f"boom {ctx.attempt}")
+        return ctx.attempt
+
+    with caplog.at_level(logging.ERROR):
+        async with rt:
+            job = await rt.once(flaky)
+            rt.resize(1)  # its first claim is full: the writes that follow claim too
+            with anyio.fail_after(5):
+                assert await job.result() == 3
+            with anyio.fail_after(5):
+                while rt.statistics().running:
+                    await anyio.sleep(0.01)
+        gc.collect()  # a task that died of an error says so when it is collected
+    assert attempts == [1, 2, 3]
+    # An execution's task that failed (the pool's entry of the run before taken for its
+    # own) is reported when it is collected; the engine logs what it could not record.
+    assert [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith("asyncjobs") or "never retrieved" in r.getMessage()
+    ] == []
 
 
 async def test_retries_exhausted_fail_with_the_remote_error(store_url: str) -> None:
