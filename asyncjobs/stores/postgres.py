@@ -592,7 +592,7 @@ class PostgresStore:
                     {job.id: (record.shared, record.schedule, record.state)},
                 )
                 return record, True, claims
-        known = None if tasks is None else sorted(tasks)
+        known = _known(tasks)
         return await self._transact(
             _add_job_and_claim, job, executions, node, limit, at, self.schema, known
         )
@@ -730,7 +730,7 @@ class PostgresStore:
     ) -> list[Claim]:
         if limit <= 0:
             return []
-        known = None if tasks is None else sorted(tasks)
+        known = _known(tasks)
         return await self._transact(_claim, node, limit, at, self.schema, known)
 
     async def next_due(self) -> float | None:
@@ -753,7 +753,7 @@ class PostgresStore:
         *,
         tasks: Collection[str] | None = None,
     ) -> tuple[list[bool], list[Claim]]:
-        known = None if tasks is None else sorted(tasks)
+        known = _known(tasks)
         return await self._transact(_write_and_claim, batch, node, limit, at, self.schema, known)
 
     async def cancel_execution(
@@ -1299,6 +1299,11 @@ async def _write(tx: _Tx, batch: WriteBatch) -> list[bool]:
             ended_jobs[job_id] = max(finish.at, ended_jobs.get(job_id, finish.at))
     await _finish_jobs(tx, ended_jobs)
     return applied
+
+
+def _known(tasks: Collection[str] | None) -> list[str] | None:
+    """The tasks a node runs as the claim's parameter (an array), or None for all."""
+    return None if tasks is None else sorted(tasks)
 
 
 async def _write_and_claim(

@@ -570,7 +570,7 @@ class SQLiteStore:
         *,
         tasks: Collection[str] | None = None,
     ) -> tuple[Job, bool, list[Claim]]:
-        known = None if tasks is None else _dumps(sorted(tasks))
+        known = _known(tasks)
         # Can this node run it (the claim's own rule on tasks)? Asked here, where the set is.
         runnable = len(executions) == 1 and (
             tasks is None
@@ -715,7 +715,7 @@ class SQLiteStore:
     ) -> list[Claim]:
         if limit <= 0:
             return []
-        known = None if tasks is None else _dumps(sorted(tasks))
+        known = _known(tasks)
         return await self._tx(_claim, node, limit, at, known)
 
     async def next_due(self) -> float | None:
@@ -742,7 +742,7 @@ class SQLiteStore:
         *,
         tasks: Collection[str] | None = None,
     ) -> tuple[list[bool], list[Claim]]:
-        known = None if tasks is None else _dumps(sorted(tasks))
+        known = _known(tasks)
         return await self._tx(_write_and_claim, batch, node, limit, at, known)
 
     async def cancel_execution(
@@ -1336,6 +1336,11 @@ def _write(conn: sqlite3.Connection, batch: WriteBatch) -> list[bool]:
     conn.executemany(_INSERT_STATE, states)
     _finish_jobs(conn, ended_jobs)
     return applied
+
+
+def _known(tasks: Collection[str] | None) -> str | None:
+    """The tasks a node runs as the claim's parameter (a JSON list), or None for all."""
+    return None if tasks is None else _dumps(sorted(tasks))
 
 
 def _write_and_claim(
