@@ -125,11 +125,10 @@ class Engine:
         self._tg: TaskGroup | None = None
         self._stack = AsyncExitStack()
         self.writer = Writer(
-            store,
             changes,
+            write=self._write,
             progress_interval=runtime._progress_interval,
             clock=runtime._clock,
-            write=self._write,
         )
         self.completed = 0
         self.failed = 0

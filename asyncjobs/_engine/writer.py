@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from .._clock import Clock
     from .._states import LogLevel
     from .._types import JSON, ExecutionId, JobId
-    from ..stores.base import Store
 
     # How a batch is written: write(batch, freed), ``freed`` being the slots its finishes
     # give up once it is written (the engine may claim as many in the same transaction).
@@ -49,16 +48,10 @@ class Writer:
     """
 
     def __init__(
-        self,
-        store: Store,
-        changes: Changes,
-        *,
-        progress_interval: float,
-        clock: Clock,
-        write: WriteFn | None = None,
+        self, changes: Changes, *, write: WriteFn, progress_interval: float, clock: Clock
     ) -> None:
         self._clock = clock
-        self._write: WriteFn = write or (lambda batch, freed: store.write(batch))
+        self._write = write
         self._changes = changes
         self._progress_interval = progress_interval
         self._logs: list[NewLog] = []
