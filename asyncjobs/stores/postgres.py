@@ -35,10 +35,12 @@ import hashlib
 import logging
 import re
 import secrets
+from contextlib import asynccontextmanager, suppress
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import anyio
 import asyncpg
 
 from .._errors import ExecutionNotFound, JobNotFound, SchemaVersionError, StoreError
@@ -79,7 +81,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Collection, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 
     from .._types import ExecutionId, JobId
     from .base import Finish
@@ -93,6 +95,8 @@ DEFAULT_SCHEMA = "asyncjobs"
 _MIGRATIONS = {1: "init", 2: "limited_index", 3: "due_index"}
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _RETRIES = 20
+_CONNECTION_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_END_WAIT = 10.0  # seconds a transaction's end may take once its caller was cancelled
 
 _MAX_PAYLOAD = 7000  # PostgreSQL's limit is 8000 bytes
 
@@ -229,6 +233,32 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """The pool's reset on release: nothing (asyncpg still rolls back an open transaction)."""
 
 
+@asynccontextmanager
+async def _transaction(conn: asyncpg.Connection, **options: Any) -> AsyncIterator[None]:
+    """``conn.transaction(**options)`` whose end a cancellation does not cut short.
+
+    A stop or a timeout may cancel a call while its statement runs at the server: asyncpg
+    cancels the statement, and the cancellation would then cancel the ROLLBACK after it too.
+    The pool would roll back when it takes the connection back, and log "Resetting
+    connection with an active transaction" at ERROR through the loop, at every such cut. A
+    COMMIT cut short would leave its outcome unknown. Both are shielded, for at most
+    ``_END_WAIT`` seconds (a server that stopped answering is a :class:`StoreError`).
+    """
+    transaction = conn.transaction(**options)
+    await transaction.start()
+    try:
+        yield
+    except BaseException:
+        with anyio.move_on_after(_END_WAIT, shield=True), suppress(*_CONNECTION_ERRORS):
+            # What went wrong is the error raised; a broken connection's pool drops it.
+            await transaction.rollback()
+        raise
+    with anyio.move_on_after(_END_WAIT, shield=True) as ending:
+        await transaction.commit()
+    if ending.cancelled_caught:
+        raise StoreError(f"PostgreSQL did not answer a COMMIT within {_END_WAIT:g}s")
+
+
 class _Tx:
     """One transaction: its connection, and the events and wake-ups it writes last."""
 
@@ -315,7 +345,7 @@ class PostgresStore:
                 # reset is one more round trip per transaction.
                 reset=_keep_session,
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except (*_CONNECTION_ERRORS, TimeoutError) as exc:
             raise StoreError(f"cannot connect to the PostgreSQL store {self.url}: {exc}") from exc
         try:
             await self._setup()
@@ -386,7 +416,7 @@ class PostgresStore:
             await asyncio.to_thread((folder / f"{number:04d}_{_MIGRATIONS[number]}.sql").read_text)
             for number in range(version + 1, SCHEMA_VERSION + 1)
         ]
-        async with conn.transaction():
+        async with _transaction(conn):
             await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS asyncjobs_meta (key text PRIMARY KEY, value text NOT NULL)"
@@ -408,7 +438,7 @@ class PostgresStore:
         pool = self._require()
         for attempt in range(_RETRIES):
             try:
-                async with pool.acquire() as conn, conn.transaction():
+                async with pool.acquire() as conn, _transaction(conn):
                     tx = _Tx(conn)
                     result = await fn(tx, *args)
                     await self._flush(tx)
@@ -417,7 +447,7 @@ class PostgresStore:
                 if attempt == _RETRIES - 1:
                     raise
                 await asyncio.sleep(0.001 * (attempt + 1))
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except _CONNECTION_ERRORS as exc:
                 raise StoreError(f"PostgreSQL error on {self.url}: {exc}") from exc
         raise AssertionError("unreachable")
 
@@ -427,16 +457,16 @@ class PostgresStore:
         try:
             async with (
                 pool.acquire() as conn,
-                conn.transaction(isolation="repeatable_read", readonly=True),
+                _transaction(conn, isolation="repeatable_read", readonly=True),
             ):
                 return await fn(conn, *args)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except _CONNECTION_ERRORS as exc:
             raise StoreError(f"PostgreSQL error on {self.url}: {exc}") from exc
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         try:
             result: list[asyncpg.Record] = await self._require().fetch(sql, *args)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except _CONNECTION_ERRORS as exc:
             raise StoreError(f"PostgreSQL error on {self.url}: {exc}") from exc
         return result
 
@@ -480,7 +510,7 @@ class PostgresStore:
         if self._listener is None:
             try:
                 await self._listen()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            except (*_CONNECTION_ERRORS, TimeoutError) as exc:
                 raise StoreError(
                     f"cannot listen on the PostgreSQL store {self.url}: {exc}"
                 ) from exc
@@ -520,7 +550,7 @@ class PostgresStore:
         while not self._closing:
             try:
                 await self._listen()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            except (*_CONNECTION_ERRORS, TimeoutError):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue

@@ -3,6 +3,7 @@ it must not touch, clear connection errors, and several stores (nodes) on one da
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from typing import TYPE_CHECKING
@@ -266,3 +267,43 @@ async def test_a_reader_following_the_events_misses_none_of_concurrent_pushes(
         everything = [e.seq for e in await reader.events_after(0, limit=5000)]
     assert seen == everything  # read in order, nothing skipped and found later
     assert len(everything) >= 180 + 120  # a 'queued' per push, a 'running' per claim
+
+
+async def test_a_call_cut_short_mid_statement_rolls_back_quietly(
+    pg_server: PostgresServer,
+) -> None:
+    # A stop or a timeout can cancel a store call while its statement runs at the server.
+    # asyncpg cancels the statement; the rollback after it must not be cancelled in turn, or
+    # the pool rolls back when it takes the connection back and logs "Resetting connection
+    # with an active transaction" at ERROR through the loop, on every such cut.
+    url = pg_server.url()
+    dsn, schema, _ = split_url(url)
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    handler = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context["message"]))
+    try:
+        async with open_store(url) as store:
+            kept, kept_executions = _job_with(1)
+            await store.add_job(kept, kept_executions)
+            blocker = await asyncpg.connect(dsn)
+            try:
+                holding = blocker.transaction()
+                await holding.start()
+                await blocker.execute(f'LOCK TABLE "{schema}".jobs IN ACCESS EXCLUSIVE MODE')
+                cut, cut_executions = _job_with(1)
+                with anyio.move_on_after(0.3) as write:
+                    await store.add_job(cut, cut_executions)  # waits on the lock
+                with anyio.move_on_after(0.3) as read:
+                    await store.list_jobs(JobQuery())
+                assert write.cancelled_caught and read.cancelled_caught
+                await holding.rollback()
+            finally:
+                await blocker.close()
+            # The cut push left nothing behind, and the store goes on.
+            assert [j.id for j in (await store.list_jobs(JobQuery())).items] == [kept.id]
+            await store.add_job(*_job_with(1))
+            assert (await store.list_jobs(JobQuery())).total == 2
+    finally:
+        loop.set_exception_handler(handler)
+    assert reported == []
