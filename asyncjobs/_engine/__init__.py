@@ -614,6 +614,10 @@ class Engine:
         spec = claim.spec
         in_child = spec.command is not None or spec.mode == "process"
         scope = running.scope
+        if scope.cancel_called:
+            # Cancelled before it began (a stop's release, a cancel that came with the
+            # claim): the body never starts.
+            return self._cancelled(running, ctx)
         if spec.timeout is not None:
             # One scope for cancel and timeout; a cancel names its reason, the deadline not.
             scope.deadline = anyio.current_time() + spec.timeout

@@ -856,7 +856,7 @@ async def test_a_stop_puts_back_what_a_write_in_flight_claims_after_the_drain(
     tmp_path: object,
 ) -> None:
     """A write that hands slots on and returns after the stop stopped waiting for running
-    executions: what it claimed is put back at once (no attempt used), not run to its end."""
+    executions: what it claimed is put back at once (no attempt used), its body not begun."""
     url = f"sqlite:///{tmp_path}/late.db"
     store = aj.stores.open_store(url)
     entered, gate = anyio.Event(), anyio.Event()
@@ -870,8 +870,11 @@ async def test_a_stop_puts_back_what_a_write_in_flight_claims_after_the_drain(
     store.write_and_claim = held  # type: ignore[method-assign]
     rt = make_runtime(store, workers=0, shutdown_timeout=0.1)  # type: ignore[arg-type]
 
+    started: list[int] = []
+
     @rt.task
     async def step(i: int) -> int:
+        started.append(i)
         if i >= 2:
             await anyio.sleep(30)
         return i
@@ -889,6 +892,7 @@ async def test_a_stop_puts_back_what_a_write_in_flight_claims_after_the_drain(
     done = [await _executions_after_stop(url, job.id) for job in jobs]
     assert [ex.status for (ex,) in done] == [S.COMPLETED, S.COMPLETED, S.RETRYING, S.RETRYING]
     assert all(ex.attempt == 1 for (ex,) in done)
+    assert started == [0, 1]  # the ones put back never began
 
 
 async def _executions_after_stop(url: str, job_id: str) -> list[aj.Execution]:

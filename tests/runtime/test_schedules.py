@@ -398,15 +398,22 @@ async def test_daemon_pause_stops_it_and_resume_restarts_it(store_url: str) -> N
         starts += 1
         await anyio.sleep_forever()
 
+    async def began(count: int) -> None:
+        with anyio.fail_after(5):  # claimed as running, then its body begins
+            while starts < count:
+                await anyio.sleep(0.01)
+
     async with rt:
         job = await rt.daemon(serve, backoff=0)
         await wait_count(rt, job.id, 1, "running")
+        await began(1)
         await rt.jobs.pause(job.id)
         await wait_count(rt, job.id, 1, "cancelled")
         await anyio.sleep(0.2)
         assert await rt.executions.count(job_id=job.id, status="running") == 0
         await rt.jobs.resume(job.id)
         await wait_count(rt, job.id, 1, "running")
+        await began(2)
     assert starts == 2
 
 
