@@ -69,6 +69,7 @@ logger = logging.getLogger("asyncjobs.engine")
 
 _S = ExecutionStatus
 MAX_CLAIM_BATCH = 256
+CLAIM_WAIT = 10.0  # seconds a claim may finish after its caller was cancelled
 CancelReason = Literal["cancel", "shutdown"]
 
 
@@ -261,10 +262,19 @@ class Engine:
     @contextmanager
     def _promised(self, slots: int) -> Iterator[int]:
         """Hold ``slots`` free slots for a claim in flight, so that two claims (the
-        dispatcher's, a push's) never take more than the pool; a stop waits for them."""
+        dispatcher's, a push's) never take more than the pool; a stop waits for them.
+
+        The claim is shielded from its caller's cancellation (a push's timeout, a stop) for
+        up to :data:`CLAIM_WAIT` seconds: once committed, what it took is 'running' on this
+        node and only this node would start it. Cut short, it would sit there until the
+        stop's recovery counted it as crashed. What it took is started, then the cancel
+        lands at the caller's next checkpoint."""
         self._claiming += slots
         try:
-            yield slots
+            with anyio.move_on_after(CLAIM_WAIT, shield=True) as claim:
+                yield slots
+            if claim.cancelled_caught:
+                raise StoreError(f"the store did not answer a claim within {CLAIM_WAIT:g}s")
         finally:
             self._claiming -= slots
             self._slot_freed.set()

@@ -3,6 +3,7 @@ from __future__ import annotations
 import enum
 import gc
 import logging
+import math
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -895,6 +896,74 @@ async def test_a_stop_puts_back_what_a_write_in_flight_claims_after_the_drain(
     assert started == [0, 1]  # the ones put back never began
 
 
+async def test_a_push_given_up_on_still_starts_what_its_claim_took(tmp_path: object) -> None:
+    """A push whose caller gives up while the claim in its transaction is at the store: once
+    committed, the execution is 'running' on this node, so the push starts it all the same
+    (without that, it sat 'running' with nothing running it until the stop)."""
+    url = f"sqlite:///{tmp_path}/given-up.db"
+    store = aj.stores.open_store(url)
+    add_job_and_claim = store.add_job_and_claim
+
+    async def slow_answer(*args: Any, **kwargs: Any) -> Any:
+        result = await add_job_and_claim(*args, **kwargs)
+        await anyio.sleep(0.2)  # committed; the answer is slow to come back
+        return result
+
+    store.add_job_and_claim = slow_answer  # type: ignore[method-assign]
+    rt = make_runtime(store)  # type: ignore[arg-type]
+    ran: list[int] = []
+
+    @rt.task
+    async def step(i: int) -> None:
+        ran.append(i)
+
+    async with rt:
+        await rt.once(step, 0)  # the dispatcher's first look is over: the next push claims
+        with anyio.fail_after(5):
+            while ran != [0]:
+                await anyio.sleep(0.01)
+        with anyio.move_on_after(0.05) as waited:
+            job = await rt.once(step, 1)
+        assert waited.cancel_called
+        with anyio.fail_after(5):
+            while ran != [0, 1]:
+                await anyio.sleep(0.01)
+    ((execution,),) = [await _executions_after_stop(url, job.id)]
+    assert (execution.status, execution.attempt) == (S.COMPLETED, 1)
+
+
+async def test_a_stop_starts_what_the_dispatchers_claim_in_flight_took(tmp_path: object) -> None:
+    """A stop that lands while the dispatcher's claim is at the store: what it took is
+    started and drained as usual, not left 'running' for the stop's recovery to count as
+    crashed (which failed them with on_worker_lost='fail')."""
+    url = f"sqlite:///{tmp_path}/claim-in-flight.db"
+    store = aj.stores.open_store(url)
+    claim, answering = store.claim, anyio.Event()
+
+    async def slow_answer(*args: Any, **kwargs: Any) -> Any:
+        result = await claim(*args, **kwargs)
+        if result:
+            answering.set()
+            await anyio.sleep(0.2)  # committed; the answer is slow to come back
+        return result
+
+    store.claim = slow_answer  # type: ignore[method-assign]
+    rt = make_runtime(store, workers=0)  # type: ignore[arg-type]
+
+    @rt.task(on_worker_lost="fail")
+    async def step(i: int) -> int:
+        return i
+
+    await rt.start()
+    jobs = [await rt.once(step, i) for i in range(3)]
+    rt.resize(3)
+    with anyio.fail_after(5):
+        await answering.wait()
+        await rt.stop()
+    done = [await _executions_after_stop(url, job.id) for job in jobs]
+    assert [(ex.status, ex.attempt) for (ex,) in done] == [(S.COMPLETED, 1)] * 3
+
+
 async def _executions_after_stop(url: str, job_id: str) -> list[aj.Execution]:
     rt = aj.Runtime(url, workers=0)
     async with rt:
@@ -941,6 +1010,115 @@ def test_bad_options_name_the_value() -> None:
         rt.task(on_worker_lost="maybe")(lambda: None)
     with pytest.raises(ValueError, match="timeout must be > 0"):
         rt.task(timeout=0)(lambda: None)
+
+
+YEARS_100 = r"\(at most 100 years\)"
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        (
+            {"health_interval": math.inf},
+            f"health_interval must be > 0 seconds {YEARS_100}, got inf",
+        ),
+        ({"health_interval": 1e12}, r"health_interval must be .*got 1000000000000.0"),
+        ({"poll_interval": math.inf}, "poll_interval must be .*got inf"),
+        ({"shutdown_timeout": math.nan}, "shutdown_timeout must be .*got nan"),
+        ({"retention": math.inf}, "retention must be .* or None to keep ended executions for good"),
+        ({"log_retention": 1e300}, r"log_retention must be .*got 1e\+300"),
+        ({"clock": "x"}, "clock must be an aj.Clock .*got 'x'"),
+        ({"process_limits": "x"}, "process_limits must be an aj.ProcessLimits, got 'x'"),
+        ({"system_jobs": "no"}, "system_jobs must be True or False, got 'no'"),
+    ],
+)
+def test_runtime_options_are_refused_up_front_naming_the_value(
+    options: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        aj.Runtime("memory://", **options)
+
+
+def test_a_store_that_is_neither_a_url_nor_a_store_is_refused() -> None:
+    with pytest.raises(aj.InvalidStoreURL, match=r"store must be a store URL .*got 5"):
+        aj.Runtime(5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: aj.Backoff.fixed(math.inf), f"Backoff.fixed\\(seconds\\) must be .*{YEARS_100}"),
+        (
+            lambda: aj.Backoff.fixed("5"),  # type: ignore[arg-type]
+            "must be seconds or a timedelta, got '5'",
+        ),
+        (lambda: aj.Backoff.exponential(10, 1), "cap=...\\) must be at least base \\(10\\), got 1"),
+        (
+            lambda: aj.Backoff.exponential(jitter="x"),  # type: ignore[arg-type]
+            "jitter=...\\) must be a fraction .*got 'x'",
+        ),
+        (lambda: aj.ProcessLimits(kill_grace=math.inf), "kill_grace must be .*got inf"),
+        (lambda: aj.Command(["ls"], timeout=math.inf), "timeout must be > 0 seconds .*got inf"),
+        (
+            lambda: aj.Command(["ls"], cwd=5),  # type: ignore[arg-type]
+            "cwd must be a directory path .*got 5",
+        ),
+        (lambda: aj.Command(["env"], env={"A=B": "1"}), "env names must be .*got 'A=B'"),
+        (lambda: aj.Command(["env"], env={"A": "x\0y"}), "env value of 'A' must not contain a NUL"),
+        (lambda: aj.Command(["echo", "a\0b"]), "argv\\[1\\] must not contain a NUL"),
+        (lambda: aj.Command([""]), "program \\(argv\\[0\\]\\) must be a non-empty string"),
+    ],
+)
+def test_bad_backoffs_limits_and_commands_are_refused_naming_the_value(
+    make: Any, match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+async def test_retention_none_keeps_ended_executions_for_good() -> None:
+    async with aj.Runtime("memory://", workers=0, retention=None) as rt:
+        (cleanup,) = (await rt.jobs.list(name="retention cleanup")).items
+        kwargs = cleanup.record.steps[0].kwargs
+        assert kwargs["retention"] == kwargs["log_retention"] == 100 * 365.25 * 86400
+
+
+async def test_bad_job_options_are_refused_and_nothing_is_lost(store_url: str) -> None:
+    rt = make_runtime(store_url)
+
+    @rt.task(retries=1)
+    async def add(a: int) -> int:
+        return a
+
+    async with rt:
+        good = await rt.once(add, 1)
+        with anyio.fail_after(5):
+            assert await good.result() == 1
+        with pytest.raises(ValueError, match=f"timeout must be > 0 seconds {YEARS_100}, got inf"):
+            await rt.once(add, 1, timeout=math.inf)
+        with pytest.raises(ValueError, match="priority must be <= 2147483647, got 3000000000"):
+            await rt.once(add, 1, priority=3_000_000_000)
+        with pytest.raises(ValueError, match="priority must be >= -2147483648"):
+            rt.task(name="low", priority=-(2**40))(add)
+        with pytest.raises(ValueError, match="retries must be <= 2147483647"):
+            await rt.once(add, 1, retries=2**63)
+        with pytest.raises(ValueError, match=r"a job name must be a non-empty string.*got 5"):
+            await rt.once(add, 1, name=5)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"a job name must be a non-empty string.*got 123"):
+            rt.job(123)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="backoff for one job cannot be a function"):
+            await rt.once(add, 1, backoff=lambda n: 30)  # type: ignore[arg-type]
+        with pytest.raises(aj.InvalidArguments, match=r"^job 'empty' needs at least one step"):
+            await rt.job("empty").push()
+        with pytest.raises(
+            ValueError, match="page must be at most 1000000, got 4611686018427387904"
+        ):
+            await rt.jobs.list(page=2**62)
+        with pytest.raises(ValueError, match="page must be at most 1000000"):
+            await rt.executions.list(page=10**30)
+        # Nothing was stored, and what was stays readable.
+        assert await rt.jobs.count() == 1
+        assert [e.job_id for e in (await rt.executions.list()).items] == [good.id]
 
 
 async def test_second_stop_aborts_the_drain(tmp_path: object) -> None:
