@@ -242,10 +242,14 @@ async def _transaction(conn: asyncpg.Connection, **options: Any) -> AsyncIterato
     The pool would roll back when it takes the connection back, and log "Resetting
     connection with an active transaction" at ERROR through the loop, at every such cut. A
     COMMIT cut short would leave its outcome unknown. Both are shielded, for at most
-    ``_END_WAIT`` seconds (a server that stopped answering is a :class:`StoreError`).
+    ``_END_WAIT`` seconds (a server that stopped answering is a :class:`StoreError`); so is
+    the BEGIN, which asyncpg counts as the connection's transaction before it is sent.
     """
     transaction = conn.transaction(**options)
-    await transaction.start()
+    with anyio.move_on_after(_END_WAIT, shield=True) as beginning:
+        await transaction.start()
+    if beginning.cancelled_caught:
+        raise StoreError(f"PostgreSQL did not answer a BEGIN within {_END_WAIT:g}s")
     try:
         yield
     except BaseException:
@@ -522,7 +526,12 @@ class PostgresStore:
             timeout=self._timeout,
             server_settings={"search_path": self.schema, "application_name": "asyncjobs listen"},
         )
-        await conn.add_listener(self._channel, self._on_notify)
+        try:
+            await conn.add_listener(self._channel, self._on_notify)
+        except BaseException:
+            # Cut short (a caller's cancel) or failed: nobody else holds this connection.
+            conn.terminate()
+            raise
         conn.add_termination_listener(self._on_lost)
         self._listener = conn
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
+import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -15,7 +17,15 @@ import pytest
 from asyncjobs import InvalidStoreURL, SchemaVersionError, StoreError
 from asyncjobs._models import StepSpec
 from asyncjobs._types import ExecutionId, JobId, new_id
-from asyncjobs.stores import JobQuery, NewExecution, NewJob, NodeInfo, PostgresStore, open_store
+from asyncjobs.stores import (
+    ExecutionQuery,
+    JobQuery,
+    NewExecution,
+    NewJob,
+    NodeInfo,
+    PostgresStore,
+    open_store,
+)
 from asyncjobs.stores.base import WORK
 from asyncjobs.stores.postgres import SCHEMA_VERSION, split_url
 from tests.pg import free_port
@@ -307,3 +317,53 @@ async def test_a_call_cut_short_mid_statement_rolls_back_quietly(
     finally:
         loop.set_exception_handler(handler)
     assert reported == []
+
+
+async def test_calls_cut_short_at_any_point_report_nothing_and_lose_nothing(
+    pg_server: PostgresServer,
+) -> None:
+    # Cuts at random points of reads and pushes: in BEGIN (which asyncpg counts as the
+    # connection's transaction before it is sent), mid-statement, in COMMIT.
+    url = pg_server.url()
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    handler = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context["message"]))
+    try:
+        async with open_store(url) as store:
+            started = time.perf_counter()
+            await store.add_job(*_job_with(1))
+            took = time.perf_counter() - started
+            for _ in range(150):
+                with anyio.move_on_after(random.uniform(0, 2 * took)):
+                    await store.list_jobs(JobQuery())
+                with anyio.move_on_after(random.uniform(0, 2 * took)):
+                    await store.add_job(*_job_with(1))
+            # Each push is there whole (its job, execution and event) or not at all.
+            jobs = (await store.list_jobs(JobQuery(page_size=500))).total
+            executions = await store.count_executions(ExecutionQuery())
+            events = await store.events_after(0, limit=1000)
+            assert executions == jobs == len(events)
+    finally:
+        loop.set_exception_handler(handler)
+    assert reported == []
+
+
+async def test_a_watch_cut_short_leaves_no_listening_connection(
+    pg_server: PostgresServer,
+) -> None:
+    url = pg_server.url()
+    async with open_store(url) as store:
+        started = time.perf_counter()
+        await store.watch(lambda keys: None)
+        took = time.perf_counter() - started
+    for _ in range(30):
+        async with open_store(url) as store:
+            with anyio.move_on_after(random.uniform(0.3 * took, took)):
+                await store.watch(lambda keys: None)
+    with anyio.fail_after(5):
+        while await _sql(
+            pg_server,
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = 'asyncjobs listen'",
+        ):
+            await anyio.sleep(0.05)
