@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 
+from ._types import as_seconds
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -29,8 +31,11 @@ class Backoff:
 
     @classmethod
     def fixed(cls, seconds: float | timedelta) -> Backoff:
-        """Wait the same time before every retry."""
-        return cls(kind="fixed", base=_seconds(seconds, "seconds"))
+        """Wait the same time before every retry.
+
+        :raises ValueError: if ``seconds`` is not a duration from 0 to 100 years
+        """
+        return cls(kind="fixed", base=_seconds(seconds, "Backoff.fixed(seconds)"))
 
     @classmethod
     def exponential(
@@ -38,16 +43,20 @@ class Backoff:
     ) -> Backoff:
         """Wait ``base * 2**(n-1)`` seconds, at most ``cap``, spread by ``±jitter`` (a fraction).
 
-        :raises ValueError: if a duration is negative or ``jitter`` is outside [0, 1]
+        :raises ValueError: if a duration is negative or past 100 years, ``cap`` is below
+            ``base``, or ``jitter`` is not a number from 0 to 1
         """
-        if not 0 <= jitter <= 1:
-            raise ValueError(f"jitter must be a fraction between 0 and 1, got {jitter!r}")
-        return cls(
-            kind="exponential",
-            base=_seconds(base, "base"),
-            cap=_seconds(cap, "cap"),
-            jitter=float(jitter),
-        )
+        if not isinstance(jitter, int | float) or isinstance(jitter, bool) or not 0 <= jitter <= 1:
+            raise ValueError(
+                f"Backoff.exponential(jitter=...) must be a fraction from 0 to 1, got {jitter!r}"
+            )
+        base_seconds = _seconds(base, "Backoff.exponential(base=...)")
+        cap_seconds = _seconds(cap, "Backoff.exponential(cap=...)")
+        if cap_seconds < base_seconds:
+            raise ValueError(
+                f"Backoff.exponential(cap=...) must be at least base ({base!r}), got {cap!r}"
+            )
+        return cls(kind="exponential", base=base_seconds, cap=cap_seconds, jitter=float(jitter))
 
     @classmethod
     def custom(cls, function: Callable[[int], float | timedelta]) -> Backoff:
@@ -92,7 +101,7 @@ def as_backoff(value: Backoff | float | timedelta | Callable[[int], float | time
     if isinstance(value, Backoff):
         return value
     if isinstance(value, int | float | timedelta) and not isinstance(value, bool):
-        return Backoff.fixed(value)
+        return Backoff(kind="fixed", base=_seconds(value, "backoff"))
     if callable(value):
         return Backoff.custom(value)
     raise ValueError(
@@ -101,9 +110,9 @@ def as_backoff(value: Backoff | float | timedelta | Callable[[int], float | time
 
 
 def _seconds(value: float | timedelta, name: str) -> float:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if not seconds >= 0:
-        raise ValueError(f"{name} must be >= 0 seconds, got {value!r}")
+    seconds = as_seconds(value, name=name)
+    if seconds is None:
+        raise ValueError(f"{name} must be seconds or a timedelta, got None")
     return seconds
 
 

@@ -7,19 +7,25 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Self
 
 from ._backoff import Backoff, as_backoff
-from ._errors import ExecutionCancelled, ExecutionFailed, ExecutionTimeout, InvalidArguments
+from ._errors import (
+    ExecutionCancelled,
+    ExecutionFailed,
+    ExecutionTimeout,
+    InvalidArguments,
+    InvalidSchedule,
+)
 from ._models import Execution, Job as JobRecord, StepSpec
-from ._schedules import Daemon, Once, Schedule
+from ._schedules import Cron, Daemon, Every, Once, Schedule
 from ._states import TERMINAL, ExecutionStatus, JobStatus
 from ._tasks import (
     Command,
     check_category,
-    check_int,
     check_mode,
+    check_name,
     child_target,
     encode_arguments,
 )
-from ._types import JSON, ExecutionId, JobId, as_seconds, new_id
+from ._types import JSON, ExecutionId, JobId, as_seconds, check_int, new_id
 from .stores.base import ExecutionQuery, NewExecution, NewJob
 
 if TYPE_CHECKING:
@@ -50,8 +56,8 @@ class Job:
     ) -> None:
         self._rt = runtime
         self._record = record
-        self._name = name
-        self._schedule: Schedule | None = schedule
+        self._name = None if name is None else check_name("job", name)
+        self._schedule: Schedule | None = _check_schedule(schedule)
         self._category = None if category is None else check_category(category)
         self._priority = None if priority is None else check_int("priority", priority)
         if key is not None and (not isinstance(key, str) or not key):
@@ -86,6 +92,15 @@ class Job:
         if timeout is not None:
             timeout = as_seconds(timeout, name="timeout", allow_zero=False)
         retries = None if retries is None else check_int("retries", retries, minimum=0)
+        step_backoff = None if backoff is None else as_backoff(backoff)
+        if step_backoff is not None and step_backoff.kind == "custom":
+            # A step is stored as JSON and a function is not: it would be dropped silently,
+            # and the retry would wait the task's default instead.
+            raise ValueError(
+                "backoff for one job cannot be a function: the job is stored and a function "
+                "cannot be; give seconds, a timedelta or an aj.Backoff, or make the function "
+                f"the task's default with @rt.task(backoff=...); got {backoff!r}"
+            )
         if isinstance(task, Command):
             if args or kwargs:
                 raise InvalidArguments(
@@ -96,7 +111,7 @@ class Job:
                 mode="process",
                 timeout=timeout or as_seconds(task.timeout, name="timeout", allow_zero=False),
                 retries=retries or 0,
-                backoff=None if backoff is None else as_backoff(backoff).to_json(),
+                backoff=None if step_backoff is None else step_backoff.to_json(),
                 command=tuple(task.argv),
                 env=None if task.env is None else dict(task.env),
                 cwd=task.cwd,
@@ -105,7 +120,7 @@ class Job:
             return self
         definition = self._rt._registry.resolve(task)
         json_args, json_kwargs = encode_arguments(definition, args, kwargs)
-        chosen_backoff = definition.backoff if backoff is None else as_backoff(backoff)
+        chosen_backoff = definition.backoff if step_backoff is None else step_backoff
         chosen_mode = check_mode(mode) if mode is not None else definition.mode
         spec = StepSpec(
             task=definition.name,
@@ -136,7 +151,12 @@ class Job:
         if self._record is not None:
             return self
         if not self._steps:
-            raise InvalidArguments(self._name or "job", None, "a job needs at least one step")
+            job = "a job" if self._name is None else f"job {self._name!r}"
+            problem = "needs at least one step: add one with job.add(task, ...) before push()"
+            error = InvalidArguments(self._name or "job", None, problem)
+            # The error is about the job, not a task: say so (the type stays the documented one).
+            error.args = (f"{job} {problem}",)
+            raise error
         now = self._rt._clock.time()
         first = self._steps[0][0]
         job_id = JobId(new_id())
@@ -311,6 +331,24 @@ def _fail_after(timeout: float) -> Any:
     import anyio
 
     return anyio.fail_after(timeout)
+
+
+def _check_schedule(schedule: object) -> Schedule | None:
+    """Return ``schedule`` if it is one (or ``None``: now).
+
+    :raises InvalidSchedule: naming the value and the schedule types
+    """
+    if schedule is None or isinstance(schedule, Once | Cron | Every | Daemon):
+        return schedule
+    hint = (
+        f"; for a cron expression write schedule=aj.Cron({schedule!r})"
+        if isinstance(schedule, str)
+        else ""
+    )
+    raise InvalidSchedule(
+        f"schedule must be an aj.Once, aj.Cron, aj.Every or aj.Daemon (or None for now), "
+        f"got {schedule!r}{hint}"
+    )
 
 
 def _shared_json(shared: Mapping[str, object] | None) -> dict[str, JSON]:

@@ -8,20 +8,21 @@ anyio, aiosqlite or asyncio. The engine and the store drivers are imported by :m
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from ._clock import Clock, SystemClock
 from ._context import Context  # noqa: TC001 (resolved at run time to inject the context)
+from ._errors import InvalidStoreURL
 from ._handles import Job
 from ._models import Event, StateChanged
 from ._queries import CategoriesAPI, ExecutionsAPI, JobsAPI, LogsAPI
 from ._schedules import Cron, Daemon, Every, Once, Schedule
 from ._states import TERMINAL
-from ._tasks import Command, ProcessLimits, Registry, TaskDef, check_int, make_task
-from ._types import as_seconds
+from ._tasks import Command, ProcessLimits, Registry, TaskDef, make_task
+from ._types import MAX_SECONDS, as_seconds, check_int
 from .stores import DEFAULT_URL, check_url
 
 if TYPE_CHECKING:
@@ -79,7 +80,8 @@ class Runtime:
     :param clock: where the scheduler reads the time (:class:`ManualClock` in tests)
     :param system_jobs: schedule the built-in retention cleanup and health check jobs
         (once per store, category ``system``; they can be paused like any job)
-    :param retention: how long ended executions and their logs are kept (default 90 days)
+    :param retention: how long ended executions and their logs are kept (default 90 days;
+        at most 100 years; ``None`` keeps them for good)
     :param log_retention: how long log lines are kept (default: ``retention``)
     :param health_interval: seconds between health checks, which recover the executions of
         nodes that died
@@ -103,14 +105,14 @@ class Runtime:
         on_state_change: Callable[..., Any] | None = None,
         clock: Clock | None = None,
         system_jobs: bool = True,
-        retention: float | timedelta = timedelta(days=90),
+        retention: float | timedelta | None = timedelta(days=90),
         log_retention: float | timedelta | None = None,
         health_interval: float | timedelta = 300.0,
         process_limits: ProcessLimits | None = None,
     ) -> None:
         if store is None:
             store = os.environ.get("ASYNCJOBS_STORE") or DEFAULT_URL
-        self._store_spec: str | Store = check_url(store) if isinstance(store, str) else store
+        self._store_spec: str | Store = _store_spec(store)
         cpus = os.cpu_count() or 1
         self._workers = check_int("workers", 4 * cpus if workers is None else workers, minimum=0)
         self._process_workers = check_int(
@@ -137,10 +139,33 @@ class Runtime:
                     raise ValueError(f"{name} must be a function, got {hook!r}")
                 self._hooks[name] = hook
         self._registry = Registry()
+        if process_limits is not None and not isinstance(process_limits, ProcessLimits):
+            raise ValueError(f"process_limits must be an aj.ProcessLimits, got {process_limits!r}")
         self._process_limits = process_limits or ProcessLimits()
+        if clock is not None and not (
+            callable(getattr(clock, "time", None)) and callable(getattr(clock, "sleep_until", None))
+        ):
+            raise ValueError(
+                "clock must be an aj.Clock (with time() and sleep_until(), like aj.ManualClock), "
+                f"got {clock!r}"
+            )
         self._clock: Clock = clock if clock is not None else SystemClock()
-        self._system_jobs = bool(system_jobs)
-        self._retention = _seconds(retention, "retention", positive=True)
+        if not isinstance(system_jobs, bool):
+            raise ValueError(f"system_jobs must be True or False, got {system_jobs!r}")
+        self._system_jobs = system_jobs
+        # Keeping for good is keeping for the longest duration accepted: the cleanup job still
+        # runs (and log_retention may still be shorter), but never finds anything that old.
+        try:
+            self._retention = (
+                MAX_SECONDS
+                if retention is None
+                else _seconds(retention, "retention", positive=True)
+            )
+        except ValueError:
+            raise ValueError(
+                "retention must be seconds > 0 (at most 100 years), a timedelta, or None to "
+                f"keep ended executions for good, got {retention!r}"
+            ) from None
         self._log_retention = (
             self._retention
             if log_retention is None
@@ -350,11 +375,9 @@ class Runtime:
         args: tuple[object, ...],
         options: dict[str, Any],
     ) -> Job:
-        step_options = {
-            key: options.pop(key)
-            for key in ("kwargs", "mode", "timeout", "retries", "backoff")
-            if key in options
-        }
+        method = type(schedule).__name__.lower()  # cron, every, daemon: the caller's name
+        _check_options(method, options, _JOB_OPTIONS.union(_STEP_OPTIONS))
+        step_options = {key: options.pop(key) for key in _STEP_OPTIONS if key in options}
         job = self.job(schedule=schedule, **options)
         job.add(task, *args, **step_options)
         return await job.push()
@@ -375,6 +398,9 @@ class Runtime:
         with the exit code (or signal) and the end of its stderr. Options as for :meth:`once`
         (``at``, ``after``, ``retries``, ``priority``, ``key``...).
         """
+        _check_options(
+            "command", options, _JOB_OPTIONS.union(("at", "after", "tz", "retries", "backoff"))
+        )
         schedule = Once(
             at=options.pop("at", None),
             after=options.pop("after", None),
@@ -415,9 +441,11 @@ class Runtime:
         :raises UnknownTask: if ``task`` is not registered
         :raises InvalidArguments: naming the parameter, if the arguments do not bind
         """
+        now = at is None and after is None and tz == "UTC"
         job = self.job(
             name,
-            schedule=_NOW if at is None and after is None else Once(at=at, after=after, tz=tz),
+            # Once checks tz even without at=: a misspelt zone is refused, not ignored.
+            schedule=_NOW if now else Once(at=at, after=after, tz=tz),
             category=category,
             priority=priority,
             shared=shared,
@@ -727,6 +755,37 @@ class Runtime:
 
 
 _NOW = Once()  # frozen: one instance serves every rt.once(...) without at= or after=
+_JOB_OPTIONS = frozenset({"name", "category", "priority", "shared", "key"})
+_STEP_OPTIONS = ("kwargs", "mode", "timeout", "retries", "backoff")
+
+
+def _check_options(method: str, options: Mapping[str, object], allowed: Collection[str]) -> None:
+    """Refuse an option ``method`` does not take, naming the method (not the one it calls).
+
+    :raises TypeError: naming the option and the ones ``method`` takes
+    """
+    for name in options:
+        if name not in allowed:
+            raise TypeError(
+                f"Runtime.{method}() got an unexpected keyword argument {name!r}; "
+                f"it takes {', '.join(sorted(allowed))}"
+            )
+
+
+def _store_spec(store: object) -> str | Store:
+    """Return a checked store URL, or a store object as it is.
+
+    :raises InvalidStoreURL: naming the value, if it is neither
+    """
+    if isinstance(store, str):
+        return check_url(store)
+    # Store is a Protocol that is not runtime-checkable: look for what a runtime uses first.
+    if callable(getattr(store, "__aenter__", None)) and callable(getattr(store, "add_job", None)):
+        return store  # type: ignore[return-value]
+    raise InvalidStoreURL(
+        "store must be a store URL like 'sqlite:///jobs.db' or 'memory://', or a store "
+        f"object (asyncjobs.stores.Store), got {store!r}"
+    )
 
 
 def _seconds(value: float | timedelta, name: str, *, positive: bool = False) -> float:

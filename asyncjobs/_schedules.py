@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ._backoff import Backoff, as_backoff
 from ._errors import InvalidSchedule
-from ._types import as_seconds, from_datetime
+from ._types import as_seconds, check_int, from_datetime
 
 if TYPE_CHECKING:
     from ._types import JSON
@@ -42,6 +42,13 @@ def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:
         raise InvalidSchedule(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
 
+def _count(name: str, value: object, *, minimum: int) -> int:
+    try:
+        return check_int(name, value, minimum=minimum)
+    except ValueError as exc:
+        raise InvalidSchedule(str(exc)) from None
+
+
 def _duration(
     name: str, value: float | timedelta | None, *, positive: bool = False
 ) -> float | None:
@@ -51,12 +58,16 @@ def _duration(
         raise InvalidSchedule(str(exc)) from None
 
 
-@functools.cache
 def _zone(tz: str) -> tzinfo:
-    # Cached: the first load of a zone reads a file, and it is asked for at every tick.
-
+    # Checked before the cache: an unhashable value (a list) must get this error too.
     if not isinstance(tz, str) or not tz:
         raise InvalidSchedule(f"tz must be an IANA time zone name like 'Europe/Paris', got {tz!r}")
+    return _load_zone(tz)
+
+
+@functools.cache
+def _load_zone(tz: str) -> tzinfo:
+    # Cached: the first load of a zone reads a file, and it is asked for at every tick.
     if tz == "UTC":
         return UTC
     try:
@@ -88,6 +99,13 @@ class Once:
             raise InvalidSchedule(f"Once(at=...) must be a datetime, got {self.at!r}")
         _duration("after", self.after)
         _zone(self.tz)
+        if self.at is not None:
+            try:  # the time must be one that every listing can show again
+                datetime.fromtimestamp(self.first_fire(0.0), UTC)
+            except (OverflowError, ValueError, OSError):
+                raise InvalidSchedule(
+                    f"Once(at=...) must be a time from year 1 to 9999 in UTC, got {self.at!r}"
+                ) from None
 
     def first_fire(self, now: float) -> float:
         """Return when the job fires, as Unix seconds."""
@@ -139,16 +157,18 @@ class Cron:
         _zone(self.tz)
         _choice("misfire", self.misfire, MISFIRES)
         _choice("overlap", self.overlap, OVERLAPS)
-        if not isinstance(self.max_catchup, int) or self.max_catchup < 1:
-            raise InvalidSchedule(f"max_catchup must be an integer >= 1, got {self.max_catchup!r}")
+        _count("max_catchup", self.max_catchup, minimum=1)
         _duration("misfire_grace", self.misfire_grace)
 
     def first_fire(self, now: float) -> float:
         return self.next_fire(now)
 
     def next_fire(self, after: float) -> float:
-        """Return the first fire instant strictly after ``after`` (Unix seconds)."""
-        from croniter import croniter
+        """Return the first fire instant strictly after ``after`` (Unix seconds).
+
+        :raises InvalidSchedule: if the expression never fires
+        """
+        from croniter import CroniterBadDateError, croniter
 
         zone = _zone(self.tz)
         minutes, hours = croniter(self.expr).expanded[:2]
@@ -165,15 +185,23 @@ class Cron:
             at = datetime.fromtimestamp(change, UTC).replace(tzinfo=None) - timedelta(seconds=1)
             seeds += [at + _offset(zone, change - 1), at + _offset(zone, change)]
         best: float | None = None
-        for seed in seeds:
-            it = croniter(self.expr, seed)
-            for _ in range(100_000):
-                found = [i for i in _instants(it.get_next(datetime), zone, every_hour) if i > after]
-                if found:
-                    best = min(found) if best is None else min(best, *found)
-                    break
+        try:
+            for seed in seeds:
+                it = croniter(self.expr, seed)
+                for _ in range(100_000):
+                    wall = it.get_next(datetime)
+                    found = [i for i in _instants(wall, zone, every_hour) if i > after]
+                    if found:
+                        best = min(found) if best is None else min(best, *found)
+                        break
+        except CroniterBadDateError:
+            # croniter gives up after years without a matching date (February 30th).
+            best = None
         if best is None:
-            raise InvalidSchedule(f"cron expression {self.expr!r} never fires")
+            raise InvalidSchedule(
+                f"cron expression {self.expr!r} never fires: no calendar date matches it "
+                "(February 30th, April 31st...); expected one that matches a real date"
+            )
         return best
 
     def to_json(self) -> dict[str, JSON]:
@@ -251,8 +279,7 @@ class Every:
         _duration("interval", self.interval, positive=True)
         _choice("misfire", self.misfire, MISFIRES)
         _choice("overlap", self.overlap, OVERLAPS)
-        if not isinstance(self.max_catchup, int) or self.max_catchup < 1:
-            raise InvalidSchedule(f"max_catchup must be an integer >= 1, got {self.max_catchup!r}")
+        _count("max_catchup", self.max_catchup, minimum=1)
         _duration("misfire_grace", self.misfire_grace)
 
     @property
@@ -293,12 +320,8 @@ class Daemon:
 
     def __post_init__(self) -> None:
         _choice("restart", self.restart, RESTARTS)
-        if self.max_restarts is not None and (
-            not isinstance(self.max_restarts, int) or self.max_restarts < 0
-        ):
-            raise InvalidSchedule(
-                f"max_restarts must be an integer >= 0 or None, got {self.max_restarts!r}"
-            )
+        if self.max_restarts is not None:
+            _count("max_restarts", self.max_restarts, minimum=0)
         if self.backoff is not None:
             try:
                 if as_backoff(self.backoff).kind == "custom":

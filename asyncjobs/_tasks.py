@@ -13,7 +13,7 @@ from asyncjobs_runner._target import TargetError, target_of
 from ._backoff import Backoff, as_backoff
 from ._context import Context
 from ._errors import InvalidArguments, UnknownTask
-from ._types import JSON, MODES, WORKER_LOST_POLICIES, as_seconds
+from ._types import JSON, MODES, WORKER_LOST_POLICIES, as_seconds, check_int
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -63,16 +63,45 @@ class Command:
     def __post_init__(self) -> None:
         if (
             isinstance(self.argv, str)
+            or not isinstance(self.argv, Sequence)
             or not self.argv
             or not all(isinstance(a, str) for a in self.argv)
         ):
             raise ValueError(
                 f"a command is a non-empty list of strings (no shell), got {self.argv!r}"
             )
-        if self.env is not None and not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()
+        if not self.argv[0]:
+            raise ValueError(
+                f"a command's program (argv[0]) must be a non-empty string, got {self.argv!r}"
+            )
+        for index, arg in enumerate(self.argv):
+            if "\0" in arg:
+                raise ValueError(
+                    f"a command's argv[{index}] must not contain a NUL character, got {arg!r}"
+                )
+        if self.env is not None:
+            if not isinstance(self.env, Mapping):
+                raise ValueError(f"a command's env maps strings to strings, got {self.env!r}")
+            for key, value in self.env.items():
+                if not isinstance(key, str) or not isinstance(value, str):
+                    raise ValueError(
+                        f"a command's env maps strings to strings, got {key!r}: {value!r}"
+                    )
+                if not key or "=" in key or "\0" in key:
+                    raise ValueError(
+                        f"a command's env names must be non-empty, without '=' or NUL, got {key!r}"
+                    )
+                if "\0" in value:
+                    raise ValueError(
+                        f"a command's env value of {key!r} must not contain a NUL character, "
+                        f"got {value!r}"
+                    )
+        if self.cwd is not None and (
+            not isinstance(self.cwd, str) or not self.cwd or "\0" in self.cwd
         ):
-            raise ValueError(f"a command's env maps strings to strings, got {self.env!r}")
+            raise ValueError(
+                f"a command's cwd must be a directory path (a non-empty string), got {self.cwd!r}"
+            )
         as_seconds(self.timeout, name="timeout", allow_zero=False)
 
     @property
@@ -122,7 +151,7 @@ def stand_in(name: str) -> TaskDef:
     def accept_anything(*args: object, **kwargs: object) -> None:
         raise UnknownTask(name, ())  # never run: a node runs only the tasks it knows
 
-    return TaskDef(name=name, fn=accept_anything, is_async=False, stand_in=True)
+    return TaskDef(name=check_name("task", name), fn=accept_anything, is_async=False, stand_in=True)
 
 
 def resolve_step(task: TaskDef, spec: StepSpec) -> StepSpec:
@@ -150,18 +179,31 @@ def default_name(fn: Callable[..., Any]) -> str:
     return f"{fn.__module__}:{fn.__qualname__}"
 
 
-def check_int(name: str, value: object, *, minimum: int | None = None) -> int:
-    """Return ``value`` if it is an int (at least ``minimum``); else raise naming it."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+def check_name(kind: str, value: object) -> str:
+    """Return ``value`` if it can name a task or job: a string with a non-blank character
+    and no control character (which no store keeps the same: PostgreSQL refuses NUL).
+
+    :raises ValueError: naming ``kind`` and the value
+    """
+    if not isinstance(value, str) or not value.strip() or _has_control(value):
+        raise ValueError(
+            f"a {kind} name must be a non-empty string without control characters, got {value!r}"
+        )
     return value
 
 
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
 def check_category(value: object) -> str:
-    """Return a valid category name (``a/b/c``: non-empty parts)."""
-    if not isinstance(value, str) or not value or any(not p.strip() for p in value.split("/")):
+    """Return a valid category name (``a/b/c``: non-empty parts, no control characters)."""
+    if (
+        not isinstance(value, str)
+        or not value
+        or any(not p.strip() for p in value.split("/"))
+        or _has_control(value)
+    ):
         raise ValueError(f"category must be a name like 'reports/daily', got {value!r}")
     return value
 
@@ -207,8 +249,8 @@ def make_task(
     """
     if not callable(fn):
         raise TypeError(f"a task must be a function, got {fn!r}")
-    if name is not None and (not isinstance(name, str) or not name.strip()):
-        raise ValueError(f"a task name must be a non-empty string, got {name!r}")
+    if name is not None:
+        check_name("task", name)
     if on_worker_lost not in WORKER_LOST_POLICIES:
         raise ValueError(
             f"on_worker_lost must be one of {', '.join(WORKER_LOST_POLICIES)}, "

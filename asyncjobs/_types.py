@@ -18,6 +18,16 @@ WorkerLostPolicy: TypeAlias = Literal["retry", "fail"]
 MODES: tuple[Mode, ...] = ("coroutine", "process")
 WORKER_LOST_POLICIES: tuple[WorkerLostPolicy, ...] = ("retry", "fail")
 
+# The bounds every way in (Python API, CLI, HTTP API) applies, so that a value one accepts
+# the others accept too, and every store can keep it.
+MAX_SECONDS = 100 * 365.25 * 86400
+"""The longest delay, interval, timeout or retention accepted (a hundred years): a time that
+far ahead is still a valid datetime, so every listing can show it."""
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+"""The range of stored integers (priority, retries...): PostgreSQL keeps them as int4."""
+MAX_PAGE = 1_000_000
+"""The highest page number asked for (offsets stay far from any integer limit)."""
+
 _uuid_lock = threading.Lock()
 _uuid_last = (0, 0)  # (milliseconds, counter) of the last id made in this process
 _random: list[int] = []  # 64-bit values read from os.urandom ahead, one id takes one
@@ -96,17 +106,40 @@ def as_seconds(
 ) -> float | None:
     """Return a duration given as seconds or a timedelta as float seconds.
 
-    :raises ValueError: naming ``name`` and the value, if it is negative or not a duration
+    :raises ValueError: naming ``name`` and the value, if it is not a duration, negative (or
+        zero, unless ``allow_zero``), not finite, or longer than :data:`MAX_SECONDS`
     """
     if value is None:
         return None
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float
+            seconds = math.inf
     else:
         raise ValueError(f"{name} must be seconds or a timedelta, got {value!r}")
-    if math.isnan(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+    # ``not 0 <= seconds`` is also true for NaN.
+    if not 0 <= seconds <= MAX_SECONDS or (seconds == 0 and not allow_zero):
         expected = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be {expected} seconds, got {value!r}")
+        raise ValueError(f"{name} must be {expected} seconds (at most 100 years), got {value!r}")
     return seconds
+
+
+def check_int(
+    name: str, value: object, *, minimum: int = INT32_MIN, maximum: int = INT32_MAX
+) -> int:
+    """Return ``value`` if it is an int from ``minimum`` to ``maximum`` (a bool is not).
+
+    The default bounds are a stored integer's (:data:`INT32_MIN`, :data:`INT32_MAX`).
+
+    :raises ValueError: naming ``name``, the value and the bound it breaks
+    """
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
+    return value

@@ -78,7 +78,8 @@ def check_sqlite_path(url: str, *, must_exist: bool) -> None:
 
     if not url.startswith("sqlite:///"):
         return
-    path = Path(url.removeprefix("sqlite:///"))
+    # Options (?synchronous=normal) are the store's to check, when it opens: not the file's.
+    path = Path(url.removeprefix("sqlite:///").partition("?")[0])
     if must_exist and not path.exists():
         raise CommandError(
             f"no store at {str(path)!r}: give --store (or set ${STORE_ENV}) to the URL a "
@@ -137,20 +138,43 @@ def _query_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _page_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--page", type=_positive, default=1, help="page number (default: 1)")
+    parser.add_argument("--page", type=_page, default=1, help="page number (default: 1)")
     parser.add_argument(
-        "--page-size", type=_positive, default=20, help="rows per page (default: 20)"
+        "--page-size", type=_page_size, default=20, help="rows per page (default: 20)"
     )
 
 
-def _positive(text: str) -> int:
+def _integer(text: str, low: int, high: int) -> int:
+    """Return ``text`` as an int from ``low`` to ``high``, the bounds the Python API and the
+    HTTP API apply to the same option."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+        value = None
+    if value is not None and low <= value <= high:
+        return value
+    expected = f"an integer from {low} to {high}"
+    if low == 1 and (value is None or value < 1):
+        expected = "a positive integer"
+    raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+
+
+def _page(text: str) -> int:
+    from asyncjobs._types import MAX_PAGE
+
+    return _integer(text, 1, MAX_PAGE)
+
+
+def _page_size(text: str) -> int:
+    from asyncjobs.stores.base import MAX_PAGE_SIZE
+
+    return _integer(text, 1, MAX_PAGE_SIZE)
+
+
+def _int32(text: str) -> int:
+    from asyncjobs._types import INT32_MAX, INT32_MIN
+
+    return _integer(text, INT32_MIN, INT32_MAX)
 
 
 def _count(text: str) -> int:
@@ -164,13 +188,24 @@ def _count(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
+    from asyncjobs._types import as_seconds
+
     try:
-        value = float(text)
+        seconds = as_seconds(float(text), name="seconds")
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
-    return value
+        seconds = None
+    if seconds is None:  # not a number, negative, not finite, or past 100 years
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0 (at most 100 years), got {text!r}")
+    return seconds
+
+
+def _task_name(text: str) -> str:
+    from asyncjobs._tasks import check_name
+
+    try:
+        return check_name("task", text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def store_url(args: argparse.Namespace) -> str:
@@ -348,7 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--module MODULE (what the\nworker runs) the arguments are checked now, and the "
         "task's priority applies too."
     )
-    enqueue.add_argument("task", metavar="TASK", help="the registered name of the task")
+    enqueue.add_argument(
+        "task", metavar="TASK", type=_task_name, help="the registered name of the task"
+    )
     enqueue.add_argument(
         "--args", default="[]", metavar="JSON", help="positional arguments, a JSON array"
     )
@@ -361,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="import the worker's MODULE to check the arguments and use the task's options",
     )
     enqueue.add_argument(
-        "--priority", type=int, metavar="N", help="lower runs first (default: the task's)"
+        "--priority", type=_int32, metavar="N", help="lower runs first (default: the task's)"
     )
     enqueue.add_argument(
         "--after", type=_seconds, metavar="SECONDS", help="run after this many seconds"

@@ -18,7 +18,7 @@ from .._models import (
     StepSpec,
 )
 from .._states import ExecutionStatus, JobStatus, LogLevel, check_transition
-from .._types import to_datetime
+from .._types import MAX_PAGE, to_datetime
 from .base import MAX_PAGE_SIZE, Claim, Finish, NewJob
 
 if TYPE_CHECKING:
@@ -72,6 +72,9 @@ def page_bounds(page: int, page_size: int) -> tuple[int, int]:
     """
     if not isinstance(page, int) or isinstance(page, bool) or page < 1:
         raise ValueError(f"page must be an integer >= 1, got {page!r}")
+    if page > MAX_PAGE:
+        # The offset must stay far from every store's integer limit (SQLite's, asyncpg's).
+        raise ValueError(f"page must be at most {MAX_PAGE}, got {page!r}")
     if not isinstance(page_size, int) or isinstance(page_size, bool):
         raise ValueError(f"page_size must be an integer, got {page_size!r}")
     if not 1 <= page_size <= MAX_PAGE_SIZE:

@@ -253,6 +253,24 @@ def test_store_comes_from_the_environment(store: str) -> None:
         (("executions", "list", "--status", "x"), "unknown execution status 'x'"),
         (("logs", "nope", "--level", "loud"), "unknown log level 'loud'"),
         (("jobs", "list", "--page", "0"), "expected a positive integer, got '0'"),
+        # The bounds of the Python and HTTP APIs: never stored, never an OverflowError.
+        (("enqueue", "add", "--after", "1e12"), "expected seconds >= 0 (at most 100 years)"),
+        (("enqueue", "add", "--after", "inf"), "expected seconds >= 0 (at most 100 years)"),
+        (
+            ("enqueue", "add", "--priority", "3000000000"),
+            "expected an integer from -2147483648 to 2147483647, got '3000000000'",
+        ),
+        (
+            ("enqueue", "add", "--priority", "99999999999999999999999"),
+            "expected an integer from -2147483648 to 2147483647",
+        ),
+        (
+            ("jobs", "list", "--page", "99999999999999999999"),
+            "expected an integer from 1 to 1000000, got '99999999999999999999'",
+        ),
+        (("executions", "list", "--page-size", "5000"), "expected an integer from 1 to 1000"),
+        (("enqueue", ""), "a task name must be a non-empty string"),
+        (("enqueue", "  "), "a task name must be a non-empty string"),
         (("jobs", "get"), "the following arguments are required: JOB"),
         (("jobs", "frobnicate"), "invalid choice: 'frobnicate'"),
     ],
@@ -276,6 +294,24 @@ def test_store_mistakes_are_one_line_and_exit_2(tmp_path: Path) -> None:
     assert not_a_db.read_text() == "hello\n" * 100  # and left as it was
     assert "no directory" in user_error("enqueue", "add", store=f"sqlite:///{tmp_path}/a/b.db")
     assert not (tmp_path / "a").exists()
+
+
+def test_refused_input_stores_nothing_and_every_listing_still_reads(store: str) -> None:
+    before = ok_json("executions", "list", store=store)["total"]
+    for options in (("--after", "1e12"), ("--priority", "99999999999999999999999")):
+        assert "asyncjobs: error:" in user_error(
+            "enqueue", "add", "--args", "[1, 2]", *options, store=store
+        )
+    assert ok_json("executions", "list", store=store)["total"] == before
+    assert ok_json("jobs", "list", store=store)["total"] >= 1
+
+
+def test_a_sqlite_url_with_an_option_is_the_same_store(store: str) -> None:
+    total = ok_json("jobs", "list", store=store)["total"]
+    assert ok_json("jobs", "list", store=f"{store}?synchronous=normal")["total"] == total
+    assert "unknown SQLite store option 'synchronus'" in user_error(
+        "jobs", "list", store=f"{store}?synchronus=normal"
+    )
 
 
 def test_every_command_has_help_with_an_example() -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -120,6 +121,27 @@ def test_a_sixth_field_gives_seconds_and_matches_croniter() -> None:
         ),
         (lambda: aj.Daemon(max_restarts=-1), "max_restarts must be"),
         (lambda: aj.Once(after=-1), "after must be >= 0"),
+        # Far-future and non-finite durations: refused up front, never stored.
+        (lambda: aj.Once(after=math.inf), r"after must be >= 0 seconds \(at most 100 years\)"),
+        (lambda: aj.Once(after=1e20), r"after must be .*got 1e\+20"),
+        (lambda: aj.Every(math.inf), r"interval must be > 0 seconds \(at most 100 years\)"),
+        (lambda: aj.Every(1e300), r"interval must be .*got 1e\+300"),
+        (lambda: aj.Every(math.nan), "interval must be .*got nan"),
+        (lambda: aj.Cron("@daily", misfire_grace=math.inf), "misfire_grace must be .*got inf"),
+        (lambda: aj.Daemon(reset_after=math.inf), "reset_after must be .*got inf"),
+        (lambda: aj.Daemon(backoff=math.inf), "backoff must be .*got inf"),
+        (
+            lambda: aj.Once(at=datetime(9999, 12, 31, 23, 0), tz="America/New_York"),
+            "Once\\(at=...\\) must be a time from year 1 to 9999",
+        ),
+        # A bool is not an integer here, and a time zone is a string.
+        (lambda: aj.Cron("@daily", max_catchup=True), "max_catchup must be an integer, got True"),
+        (lambda: aj.Every(5, max_catchup=0), "max_catchup must be >= 1, got 0"),
+        (lambda: aj.Daemon(max_restarts=True), "max_restarts must be an integer, got True"),
+        (
+            lambda: aj.Cron("@daily", tz=["UTC"]),  # type: ignore[arg-type]
+            r"tz must be an IANA time zone name like 'Europe/Paris', got \['UTC'\]",
+        ),
     ],
 )
 def test_bad_schedules_are_refused_quoting_the_value(make: object, match: str) -> None:
@@ -549,3 +571,47 @@ async def test_health_check_recovers_the_executions_of_a_dead_node(store_url: st
             f"execution {claim.execution.id} of job {job.id} had lost its worker: now retrying"
         ]
         assert "ghost" not in {node.id for node in await rt.store.list_nodes()}
+
+
+@pytest.mark.anyio
+async def test_a_schedule_that_cannot_fire_or_be_stored_is_refused_and_nothing_is_lost(
+    store_url: str,
+) -> None:
+    clock = aj.ManualClock(datetime(2024, 7, 1, 6, 0, tzinfo=UTC))
+    rt = runtime(store_url, clock)
+
+    @rt.task
+    async def add(a: int) -> int:
+        return a
+
+    async with rt:
+        good = await rt.once(add, 1)
+        with anyio.fail_after(5):
+            assert await good.result() == 1
+        with pytest.raises(aj.InvalidSchedule, match=r"cron expression '0 0 30 2 \*' never fires"):
+            await rt.cron("0 0 30 2 *", add, 1)  # February 30th
+        with pytest.raises(
+            aj.InvalidSchedule, match=r"after must be >= 0 seconds \(at most 100 years\), got inf"
+        ):
+            await rt.once(add, 1, after=math.inf)
+        with pytest.raises(aj.InvalidSchedule, match=r"after must be .*got 1e\+20"):
+            await rt.once(add, 1, after=1e20)
+        with pytest.raises(aj.InvalidSchedule, match=r"interval must be .*got inf"):
+            await rt.every(math.inf, add, 1)
+        with pytest.raises(aj.InvalidSchedule, match=r"interval must be .*got 1e\+300"):
+            await rt.every(1e300, add, 1)
+        with pytest.raises(aj.InvalidSchedule, match="unknown time zone 'Nowhere'"):
+            await rt.once(add, 1, tz="Nowhere")  # checked without at= too
+        with pytest.raises(
+            aj.InvalidSchedule,
+            match=r"schedule must be an aj.Once, aj.Cron.*write schedule=aj.Cron\('0 0 \* \* \*'\)",
+        ):
+            rt.job("nightly", schedule="0 0 * * *")  # type: ignore[arg-type]
+        with pytest.raises(
+            TypeError, match=r"Runtime.every\(\) got an unexpected keyword argument 'after'"
+        ):
+            await rt.every(5, add, 1, after=3)
+        # Nothing was stored, and what was stays readable: no time out of range in a listing.
+        assert await rt.jobs.count() == 1
+        assert [e.job_id for e in (await rt.executions.list()).items] == [good.id]
+        assert [j.id for j in (await rt.jobs.list()).items] == [good.id]

@@ -259,6 +259,8 @@ async def test_category_filter_includes_sub_categories(store: Store) -> None:
     (0, 10, "page must be an integer >= 1, got 0"),
     (1, 0, "page_size must be between 1 and 1000, got 0"),
     (1, 5000, "got 5000"),
+    (1_000_001, 10, "page must be at most 1000000, got 1000001"),
+    (2**62, 10, "page must be at most 1000000, got 4611686018427387904"),  # not an OverflowError
 ])  # fmt: skip
 async def test_bad_pages_name_the_value(store: Store, page: int, size: int, match: str) -> None:
     with pytest.raises(ValueError, match=match):
