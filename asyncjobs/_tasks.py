@@ -328,7 +328,9 @@ class Registry:
         return tuple(self._by_name)
 
 
-_PLAIN = frozenset({int, str, bool, type(None)})  # JSON as they are (a float may be NaN)
+# JSON as they are; to_json checks the rest (an int past 64 bits, a str with a lone surrogate
+# or a NaN float has no JSON form a store can write).
+_PLAIN = frozenset({bool, type(None)})
 
 
 def encode_arguments(

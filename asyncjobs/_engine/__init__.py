@@ -71,6 +71,7 @@ _S = ExecutionStatus
 MAX_CLAIM_BATCH = 256
 CLAIM_WAIT = 10.0  # seconds a claim may finish after its caller was cancelled
 CancelReason = Literal["cancel", "shutdown"]
+_UNSTORABLE = "UnstorableOutcome"
 
 
 @dataclass(slots=True)
@@ -603,6 +604,22 @@ class Engine:
                 if attempt == 7:
                     raise
                 await anyio.sleep(0.05 * 2**attempt)
+            except Exception as exc:
+                if finish.error is not None and finish.error.type == _UNSTORABLE:
+                    raise
+                # The store refused what the execution left (a result, shared data or a
+                # progress message it cannot hold): it fails, saying so, without them.
+                finish = Finish(
+                    execution_id=finish.execution_id,
+                    run=finish.run,
+                    status=_S.FAILED,
+                    at=finish.at,
+                    error=ErrorInfo(
+                        type=_UNSTORABLE,
+                        message=f"the execution's outcome could not be stored: {exc}",
+                    ),
+                    job=finish.job,
+                )
         raise AssertionError("unreachable")
 
     async def _run(self, running: _Running) -> Finish:

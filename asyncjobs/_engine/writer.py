@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from asyncjobs_runner._convert import storable_text
+
+from .._errors import StoreError
 from ..stores.base import Finish, NewLog, ProgressUpdate, WriteBatch
 from .changes import Changes, Wakeup
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from .._clock import Clock
     from .._states import LogLevel
@@ -89,7 +92,7 @@ class Writer:
                 job_id=job_id,
                 at=self._clock.time(),
                 level=level,
-                message=message,
+                message=storable_text(message),
                 data=data,
             )
         )
@@ -146,12 +149,18 @@ class Writer:
                     # Shielded: a batch holds outcomes other tasks wait on; leaving it half
                     # sent would strand them.
                     applied = await self._write(batch, sum(p.frees_slot for p in finishes))
-            except Exception as exc:
+            except StoreError as exc:
                 logger.exception("asyncjobs could not write %d outcomes", len(finishes))
                 for pending in finishes:
                     pending.error = exc
                 written.set()
                 continue
+            except Exception:
+                # Not the store, which answers: something in the batch it cannot take (a
+                # value only the store refuses). Each item alone, so that one fails and the
+                # others are written.
+                with anyio.CancelScope(shield=True):
+                    applied = await self._one_by_one(logs, batch.progress, finishes)
             keys: set[str] = {log.job_id for log in logs}
             for pending, ok in zip(finishes, applied, strict=True):
                 pending.applied = ok
@@ -159,3 +168,36 @@ class Writer:
                 keys.add(pending.finish.execution_id)
             written.set()
             self._changes.notify(keys)
+
+    async def _one_by_one(
+        self, logs: list[NewLog], progress: Sequence[ProgressUpdate], finishes: list[_Pending]
+    ) -> list[bool]:
+        """Write each item of a batch the store refused in a transaction of its own: a log
+        line or a progress update it refuses is dropped (with a warning), an outcome it
+        refuses goes back to its execution as the error. Return each outcome's applied."""
+        items: list[NewLog | ProgressUpdate] = [*logs, *progress]
+        for item in items:
+            single = WriteBatch(
+                logs=[item] if isinstance(item, NewLog) else [],
+                progress=[item] if isinstance(item, ProgressUpdate) else [],
+                finishes=[],
+            )
+            try:
+                await self._write(single, 0)
+            except Exception as exc:
+                logger.warning(
+                    "execution %s: a %s could not be stored and was dropped: %s",
+                    item.execution_id,
+                    "log line" if isinstance(item, NewLog) else "progress update",
+                    exc,
+                )
+        applied: list[bool] = []
+        for pending in finishes:
+            single = WriteBatch(logs=[], progress=[], finishes=[pending.finish])
+            try:
+                (ok,) = await self._write(single, int(pending.frees_slot))
+            except Exception as exc:
+                pending.error = exc
+                ok = False
+            applied.append(ok)
+        return applied

@@ -15,6 +15,7 @@ import dataclasses
 import enum
 import inspect
 import math
+import re
 import types
 import typing
 import uuid
@@ -23,6 +24,9 @@ from datetime import date, datetime, timedelta
 from typing import Any, TypeAlias
 
 JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | None
+
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson, which the stores write with, encodes
+_SURROGATE = re.compile("[\ud800-\udfff]")  # in a str, a surrogate code point is always alone
 
 _SUPPORTED = (
     "None, bool, int, float, str, list, dict, datetime, date, timedelta, UUID, Enum or a dataclass"
@@ -43,8 +47,17 @@ def to_json(value: object, *, path: str = "value") -> JSON:
 
     :raises TypeError: naming the path and the type, if a value has no JSON form
     """
-    if value is None or isinstance(value, bool | int | str):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise TypeError(
+                f"{path}: {_short(value)} is too large for JSON here; "
+                "expected an integer from -2**63 to 2**64-1 (a str holds any)"
+            )
+        return value
+    if isinstance(value, str):
+        return _text(value, path)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise TypeError(f"{path}: {value!r} is not JSON; expected a finite number")
@@ -60,7 +73,7 @@ def to_json(value: object, *, path: str = "value") -> JSON:
                 raise TypeError(
                     f"{path}: a dict key {key!r} is not a string; JSON keys are strings"
                 )
-            out[key] = to_json(item, path=f"{path}[{key!r}]")
+            out[_text(key, path)] = to_json(item, path=f"{path}[{key!r}]")
         return out
     if isinstance(value, datetime | date):
         return value.isoformat()
@@ -74,6 +87,31 @@ def to_json(value: object, *, path: str = "value") -> JSON:
             for field in dataclasses.fields(value)
         }
     raise TypeError(f"{path}: a {type(value).__qualname__} is not JSON; expected {_SUPPORTED}")
+
+
+def _text(value: str, path: str) -> str:
+    """``value``, if it is text that can be stored: UTF-8 has no lone surrogates."""
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            raise TypeError(
+                f"{path}: {_short(value)} holds a lone surrogate "
+                f"({value[exc.start]!r} at {exc.start}); expected text UTF-8 can encode"
+            ) from None
+    return value
+
+
+def storable_text(text: str) -> str:
+    """Text a store can hold, for log lines and progress messages: a lone surrogate (a
+    child's escaped output, bytes decoded with ``surrogateescape``) has no UTF-8 form; it
+    becomes U+FFFD and the rest of the text is kept."""
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def _short(value: object) -> str:

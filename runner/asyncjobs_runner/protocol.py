@@ -21,6 +21,8 @@ import math
 import re
 from typing import Any
 
+from ._convert import storable_text
+
 PROTOCOL_VERSION = 1
 
 MAX_LINE_BYTES = 1024 * 1024
@@ -82,4 +84,4 @@ def check_progress(value: object, message: object) -> tuple[float, str]:
         raise ValueError(f"progress must be a number from 0 to 100, got {value!r}")
     if not isinstance(message, str):
         raise ValueError(f"the progress message must be a string, got {message!r}")
-    return float(value), message
+    return float(value), storable_text(message)

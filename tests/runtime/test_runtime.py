@@ -18,7 +18,7 @@ import asyncjobs as aj
 from asyncjobs import ExecutionStatus as S
 
 if TYPE_CHECKING:
-    from asyncjobs.stores import Claim
+    from asyncjobs.stores import Claim, WriteBatch
 
 pytestmark = pytest.mark.anyio
 
@@ -173,6 +173,93 @@ async def test_non_json_result_fails_naming_the_type(store_url: str) -> None:
             await job.result()
         assert info.value.error is not None
         assert "not JSON" in info.value.error.message
+
+
+async def test_values_no_store_can_hold_fail_their_own_execution_only(store_url: str) -> None:
+    """An integer past 64 bits or a lone surrogate: orjson, which every store writes with,
+    has no form for them. Refused where they enter (an argument, a result), naming them;
+    a log line keeps its text with U+FFFD; nothing else is held up."""
+    rt = make_runtime(store_url, workers=8)
+
+    @rt.task
+    async def huge(ctx: aj.Context, text: bool) -> object:
+        ctx.log.info("half \ud800 of a pair")
+        return "\ud800" if text else 10**30
+
+    @rt.task
+    async def fine(ctx: aj.Context, i: int) -> int:
+        ctx.log.info("fine %d", i)
+        return i
+
+    async with rt:
+        with pytest.raises(aj.InvalidArguments, match=r"10000000000000000000000000000.*2\*\*64"):
+            await rt.once(fine, 10**30)
+        with pytest.raises(aj.InvalidArguments, match="lone surrogate"):
+            await rt.once(fine, kwargs={"i": "\udc80"})
+        bad = [await rt.once(huge, text) for text in (False, True)]
+        good = [await rt.once(fine, i) for i in range(6)]
+        with anyio.fail_after(10):
+            assert [await job.result() for job in good] == list(range(6))
+            for job, expected in zip(bad, ("too large for JSON", "lone surrogate"), strict=True):
+                with pytest.raises(aj.ExecutionFailed, match=expected):
+                    await job.result()
+        logs = [line.message for line in (await rt.logs.list(job_id=bad[0].id)).items]
+        assert "half \ufffd of a pair" in logs
+        for job in good:
+            assert [line.message for line in (await rt.logs.list(job_id=job.id)).items] == [
+                f"fine {(await job.result())}"
+            ]
+
+
+async def test_an_item_the_store_refuses_fails_alone(tmp_path: object) -> None:
+    """A write carries the outcomes and log lines of every execution that ended meanwhile. One
+    the store refuses (here by a store that refuses a marked result and a marked log line)
+    failed the whole batch: those executions stayed 'running', their logs lost. Now the
+    batch is written item by item: the refused outcome fails its execution, saying why; the
+    refused log line is dropped with a warning; the rest is written."""
+    store = aj.stores.open_store(f"sqlite:///{tmp_path}/refuses.db")
+
+    def refuse(batch: WriteBatch) -> None:
+        if any(f.result == "poison" for f in batch.finishes):
+            raise ValueError("a value this store cannot hold")
+        if any(log.message == "poison" for log in batch.logs):
+            raise ValueError("a line this store cannot hold")
+
+    write, write_and_claim = store.write, store.write_and_claim
+
+    async def refusing_write(batch: WriteBatch) -> list[bool]:
+        refuse(batch)
+        return await write(batch)
+
+    async def refusing_write_and_claim(batch: WriteBatch, *args: Any, **kwargs: Any) -> Any:
+        refuse(batch)
+        return await write_and_claim(batch, *args, **kwargs)
+
+    store.write = refusing_write  # type: ignore[method-assign]
+    store.write_and_claim = refusing_write_and_claim  # type: ignore[method-assign]
+    rt = make_runtime(store, workers=16)  # type: ignore[arg-type]
+    gate = anyio.Event()
+
+    @rt.task
+    async def step(ctx: aj.Context, i: int) -> object:
+        await gate.wait()
+        ctx.log.info("poison" if i == 0 else f"line {i}")
+        return "poison" if i == 1 else i
+
+    async with rt:
+        jobs = [await rt.once(step, i) for i in range(10)]
+        await anyio.sleep(0.1)  # all running, waiting: they end together, in one batch
+        gate.set()
+        with anyio.fail_after(10):
+            assert [await job.result() for job in jobs[2:]] == list(range(2, 10))
+            assert await jobs[0].result() == 0
+            with pytest.raises(aj.ExecutionFailed, match="could not be stored: a value") as info:
+                await jobs[1].result()
+        assert info.value.error is not None and info.value.error.type == "UnstorableOutcome"
+        for i, job in enumerate(jobs):
+            lines = [line.message for line in (await rt.logs.list(job_id=job.id)).items]
+            assert lines == ([] if i == 0 else [f"line {i}"])
+        assert await rt.executions.count(status="running") == 0
 
 
 async def test_progress_is_validated_at_the_call(store_url: str) -> None:
