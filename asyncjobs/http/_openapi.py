@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidArguments
+from .._types import MAX_PAGE, MAX_SECONDS
 from ..stores.base import MAX_PAGE_SIZE
 from ._json import LEVELS
 from ._routes import (
@@ -18,8 +19,6 @@ from ._routes import (
     INT32,
     JOB_STATUSES,
     MAX_DEPTH,
-    MAX_PAGE,
-    MAX_SECONDS,
     MAX_SEQ,
     MAX_TEXT,
     MODES,

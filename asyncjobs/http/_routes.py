@@ -34,6 +34,7 @@ from .._runtime import HEALTH_TASK, RETENTION_TASK
 from .._schedules import Once
 from .._states import TERMINAL, ExecutionStatus, JobStatus
 from .._tasks import check_category
+from .._types import INT32_MAX, INT32_MIN, MAX_PAGE, MAX_SECONDS
 from ..stores.base import MAX_PAGE_SIZE
 from ._auth import HostGuard, TokenGuard, host_names, origins
 from ._json import (
@@ -64,17 +65,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MAX_PAGE = 1_000_000
-"""The highest page number asked for (offsets stay far from any integer limit)."""
 MAX_TEXT = 200
 """The longest name, category, key or task filter accepted."""
 MAX_BODY = 1 << 20
 """The largest request body accepted, in bytes."""
 MAX_DEPTH = 32
 """The deepest nesting of JSON values accepted in arguments and shared data."""
-MAX_SECONDS = 100 * 365.25 * 86400
-"""The longest delay or timeout accepted (a hundred years)."""
-INT32 = (-(2**31), 2**31 - 1)
+INT32 = (INT32_MIN, INT32_MAX)
 MAX_SEQ = 2**63 - 1
 SYSTEM_TASKS = frozenset({RETENTION_TASK, HEALTH_TASK})
 
