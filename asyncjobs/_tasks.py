@@ -44,7 +44,8 @@ class ProcessLimits:
         for name in ("max_line_bytes", "max_log_lines", "stderr_tail_bytes"):
             check_int(name, getattr(self, name), minimum=1)
         for name in ("kill_grace", "term_grace"):
-            as_seconds(getattr(self, name), name=name)
+            # Kept as float seconds: a timedelta is accepted, and the ladder adds them up.
+            object.__setattr__(self, name, as_seconds(getattr(self, name), name=name))
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,9 +173,12 @@ class Engine:
         for running in list(self._running.values()):
             running.reason = running.reason or "shutdown"
             running.scope.cancel()
-        with anyio.move_on_after(10, shield=True):
+        limits = self._rt._process_limits
+        with anyio.move_on_after(limits.kill_grace + limits.term_grace + 10, shield=True):
             # Shielded: the released rows must leave 'running', or another node would have
-            # to wait for this node's heartbeat to go stale before it could run them.
+            # to wait for this node's heartbeat to go stale before it could run them. Long
+            # enough for a child's cancel ladder to reach its SIGKILL: what outlives this
+            # wait is cancelled natively below, with no outcome written.
             while self._running or self._claiming:
                 await self._slot_freed.wait()
             await self.writer.flush()

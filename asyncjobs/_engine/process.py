@@ -156,6 +156,11 @@ async def run_child(
         raise
     finally:
         with anyio.CancelScope(shield=True):
+            if process.returncode is None:
+                # The ladder was cut short: a native cancel (task.cancel(), as a stop gives
+                # what outlives its wait) goes through any shield. aclose() waits for the
+                # child, so the child must die first, or both outlive us.
+                _kill_group(process.pid, signal.SIGKILL)
             await process.aclose()
     return state.outcome(process.returncode)
 

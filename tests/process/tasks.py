@@ -82,6 +82,21 @@ def stubborn() -> None:
             continue
 
 
+def deaf(ready: str) -> None:
+    """Ignore the cancel message and SIGTERM (only SIGKILL ends it); write the pid to
+    ``ready`` once SIGTERM is ignored, and touch ``ready.cancel`` once a cancel is."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with open(f"{ready}.tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(f"{ready}.tmp", ready)  # whole or absent: the test polls for it
+    while True:
+        try:
+            # Short naps: the runner's cancel interrupts Python code, not a sleep in progress.
+            time.sleep(0.05)
+        except KeyboardInterrupt:  # what the runner makes of the cancel message
+            open(f"{ready}.cancel", "w").close()  # a file: the parent reads no output now
+
+
 def with_grandchild(marker: str) -> None:
     subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(600)", f"{marker}-grandchild"],

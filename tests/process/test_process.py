@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
 import asyncjobs as aj
 from asyncjobs import ExecutionStatus as S
+from asyncjobs._engine.process import process_started
 from tests.process import tasks
 
 pytestmark = pytest.mark.anyio
@@ -26,7 +31,7 @@ def runtime(store_url: str, **options: object) -> aj.Runtime:
     for fn in (
         tasks.add, tasks.double, tasks.env_report, tasks.boom, tasks.sleepy, tasks.invalid_json,
         tasks.huge_line, tasks.flood, tasks.exit_quietly, tasks.segfault, tasks.stubborn,
-        tasks.with_grandchild, tasks.not_json,
+        tasks.with_grandchild, tasks.not_json, tasks.deaf,
     ):  # fmt: skip
         rt.task(mode="process")(fn)
 
@@ -338,3 +343,89 @@ async def test_a_restarted_worker_kills_the_command_its_dead_predecessor_left(
                 await anyio.sleep(0.05)
         (ex,) = (await rt.executions.list()).items
         await rt.jobs.stop(ex.job_id)  # it was re-queued (at-least-once) and may run again
+
+
+async def ready_pid(ready: Path) -> int:
+    with anyio.fail_after(20):
+        while not await anyio.Path(ready).exists():
+            await anyio.sleep(0.05)
+    return int(await anyio.Path(ready).read_text())
+
+
+async def started_at(pid: int) -> str | None:
+    """When ``pid`` started, or None once it is gone (reaped, not a zombie)."""
+    return await anyio.to_thread.run_sync(process_started, pid)
+
+
+def execution_tasks() -> list[asyncio.Task[Any]]:
+    return [
+        t
+        for t in asyncio.all_tasks()
+        if t.get_name().startswith("asyncjobs execution ") and not t.done()
+    ]
+
+
+# A ladder longer than the 10 s a stop used to wait for it, whatever its limits.
+DEAF = aj.ProcessLimits(kill_grace=0.5, term_grace=10)
+
+
+@pytest.mark.slow  # the ladder's 10.5 s, which is the point
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {"use_uvloop": False})])
+async def test_stop_waits_out_the_ladder_of_a_child_that_ignores_cancel_and_sigterm(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/stop.db"
+    ready = tmp_path / "ready"
+    rt = runtime(url, process_limits=DEAF, shutdown_timeout=0.1)
+    pid: int | None = None
+    await rt.start()
+    try:
+        job = await rt.once(tasks.deaf, str(ready))
+        pid = await ready_pid(ready)
+        started = await started_at(pid)
+        begun = anyio.current_time()
+        await rt.stop()
+        took = anyio.current_time() - begun
+    finally:
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)  # without the fix it is still there
+        with anyio.CancelScope(shield=True):
+            await rt.stop()
+    # The ladder ran to its SIGKILL, and no longer than its graces (plus the drain).
+    assert await started_at(pid) != started  # gone: neither alive nor a zombie
+    assert took < 0.1 + DEAF.kill_grace + DEAF.term_grace + 3
+    assert execution_tasks() == []
+    async with aj.Runtime(url, workers=0, system_jobs=False) as observer:
+        assert await observer.executions.count(status="running") == 0
+        (ex,) = (await observer.executions.list(job_id=job.id)).items
+        # Released as any execution a stop cuts short: the same attempt runs again.
+        assert ex.status in (S.QUEUED, S.RETRYING) and ex.attempt == 1
+
+
+async def test_a_native_cancel_that_cuts_the_ladder_short_still_kills_the_child(
+    tmp_path: Path,
+) -> None:
+    ready = tmp_path / "ready"
+    async with runtime("memory://", process_limits=DEAF) as rt:
+        job = await rt.once(tasks.deaf, str(ready))
+        pid = await ready_pid(ready)
+        started = await started_at(pid)
+        (ex,) = await job.executions()
+        (task,) = execution_tasks()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(rt.executions.cancel, ex.id)  # the ladder begins, shielded
+                with anyio.fail_after(10):
+                    while not await anyio.Path(f"{ready}.cancel").exists():
+                        await anyio.sleep(0.05)
+                # What a stop does to an execution that outlives it: a native cancel, which
+                # no anyio shield holds back.
+                task.cancel()
+                with anyio.fail_after(5):
+                    await asyncio.wait({task})
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)  # without the fix it is still there
+        assert await started_at(pid) != started  # gone: neither alive nor a zombie
+    assert await zombie_children() == []
