@@ -486,10 +486,16 @@ class Runtime:
         # The one task not owned by a task group, on purpose: the runtime must outlive the
         # task that starts it (a notebook starts it in one cell and stops it in another), and
         # a task group or cancel scope must be exited by the task that entered it.
-        self._host = loop.create_task(self._serve(ready), name="asyncjobs runtime")
+        self._host = host = loop.create_task(self._serve(ready), name="asyncjobs runtime")
         try:
-            await ready
+            await asyncio.shield(ready)
         except BaseException:
+            if not ready.done():
+                # The caller gave up while the runtime started: what started must not go on
+                # running (its loops against a store about to close), nor stay half up.
+                self._stopping = True
+                self._stop_requested.set()
+                await _outlast(host)
             self._host = None
             raise
 
@@ -508,6 +514,14 @@ class Runtime:
         self._stop_requested.set()
         try:
             await asyncio.shield(host)
+        except asyncio.CancelledError:
+            # The caller was cancelled (a cancel scope around ``async with rt`` ran out, say):
+            # the runtime must not go on running after this returns. The drain is cut short
+            # (running executions go back to the queue at once) and the stop waited for.
+            if self._engine is not None:
+                self._engine.abort()
+            await _outlast(host)
+            raise
         finally:
             if host.done():
                 self._host = None
@@ -752,6 +766,16 @@ class Runtime:
 
     async def _cancel_local(self, execution_id: str) -> bool:
         return self._engine is not None and await self._engine.cancel_local(execution_id)
+
+
+async def _outlast(host: asyncio.Task[None]) -> None:
+    """Wait for the runtime's task to end, whatever cancels the caller meanwhile."""
+    import asyncio
+
+    import anyio
+
+    with anyio.CancelScope(shield=True):
+        await asyncio.wait({host})
 
 
 _NOW = Once()  # frozen: one instance serves every rt.once(...) without at= or after=

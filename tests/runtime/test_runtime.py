@@ -1051,6 +1051,53 @@ async def test_a_stop_starts_what_the_dispatchers_claim_in_flight_took(tmp_path:
     assert [(ex.status, ex.attempt) for (ex,) in done] == [(S.COMPLETED, 1)] * 3
 
 
+async def test_leaving_a_runtime_block_cut_short_stops_the_runtime_first(
+    tmp_path: object,
+) -> None:
+    """A cancel scope around ``async with rt`` that runs out: the stop it starts is cancelled
+    too, and returned at once, leaving the runtime running after the block. Now the drain is
+    cut short (running executions go back to the queue) and the stop ends before the block."""
+    url = f"sqlite:///{tmp_path}/cut-block.db"
+    rt = make_runtime(url, shutdown_timeout=30)
+    began = anyio.Event()
+
+    @rt.task
+    async def slow() -> None:
+        began.set()
+        await anyio.sleep(30)
+
+    with anyio.fail_after(10), anyio.CancelScope() as block:
+        async with rt:
+            job = await rt.once(slow)
+            await began.wait()
+            block.cancel()
+            await anyio.sleep(30)
+    ((execution,),) = [await _executions_after_stop(url, job.id)]
+    assert (execution.status, execution.attempt) == (S.RETRYING, 1)  # put back, not running
+
+
+async def test_a_start_given_up_on_leaves_nothing_running(
+    tmp_path: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A start cut short (a timeout around it) went on starting the engine in the background,
+    against a store the cut then closed: its loops logged failures forever after."""
+    rt = make_runtime(f"sqlite:///{tmp_path}/cut-start.db")
+
+    @rt.task
+    async def step() -> int:
+        return 1
+
+    with caplog.at_level(logging.ERROR, logger="asyncjobs"):
+        for delay in (0, 0.001, 0.003, 0.01, 0.03):
+            with anyio.move_on_after(delay):
+                await rt.start()
+            await rt.stop()
+        async with rt:  # and it starts again, whole
+            assert await (await rt.once(step)).result() == 1
+        await anyio.sleep(0.2)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
 async def _executions_after_stop(url: str, job_id: str) -> list[aj.Execution]:
     rt = aj.Runtime(url, workers=0)
     async with rt:
