@@ -699,6 +699,8 @@ class Runtime:
         """
         from ._engine.changes import ANY
 
+        if after is not None:
+            check_int("after", after, minimum=0, maximum=2**63 - 1)  # an event's seq
         store = self._require_store()
         cursor = await store.last_seq() if after is None else after
         while True:

@@ -182,6 +182,17 @@ class NodeInfo:
     heartbeat_at: float
 
 
+def _check_text_filters(query: object, *names: str) -> None:
+    """A text filter is a string or None: anything else would reach SQL and fail there.
+
+    :raises ValueError: naming the filter and the value
+    """
+    for name in names:
+        value = getattr(query, name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"the {name} filter must be a string, got {value!r}")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobQuery:
     """Filters of :meth:`Store.list_jobs`; ``category`` includes its sub-categories."""
@@ -191,6 +202,9 @@ class JobQuery:
     name: str | None = None
     page: int = 1
     page_size: int = 50
+
+    def __post_init__(self) -> None:
+        _check_text_filters(self, "category", "name")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,6 +216,9 @@ class ExecutionQuery:
     task: str | None = None
     page: int = 1
     page_size: int = 50
+
+    def __post_init__(self) -> None:
+        _check_text_filters(self, "job_id", "task")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1276,3 +1276,19 @@ async def test_second_stop_aborts_the_drain(tmp_path: object) -> None:
             await rt.stop()
     (ex,) = await _executions_after_stop(url, job.id)
     assert ex.status == S.RETRYING and ex.attempt == 1
+
+
+async def test_bad_query_filters_are_refused_naming_the_value() -> None:
+    async with make_runtime("memory://") as rt:
+        with pytest.raises(ValueError, match="the category filter must be a string, got 5"):
+            await rt.jobs.list(category=5)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"the name filter must be a string, got \[1\]"):
+            await rt.jobs.count(name=[1])  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="the task filter must be a string, got 3"):
+            await rt.executions.list(task=3)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="after must be an integer, got 'x'"):
+            async for _ in rt.events(after="x"):  # type: ignore[arg-type]
+                pass
+        with pytest.raises(ValueError, match="after must be >= 0, got -1"):
+            async for _ in rt.events(after=-1):
+                pass
