@@ -8,6 +8,7 @@ import dataclasses
 import random
 import time
 import uuid
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import anyio
@@ -31,6 +32,8 @@ from asyncjobs.stores.postgres import SCHEMA_VERSION, split_url
 from tests.pg import free_port
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from asyncjobs.stores import Store
     from tests.pg import PostgresServer
 
@@ -63,6 +66,19 @@ def _job_with(count: int) -> tuple[NewJob, list[NewExecution]]:
         for i in range(count)
     ]
     return job, executions
+
+
+@contextmanager
+def _loop_reports() -> Iterator[list[str]]:
+    """What the loop's exception handler is given meanwhile (where asyncpg reports)."""
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    handler = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context["message"]))
+    try:
+        yield reported
+    finally:
+        loop.set_exception_handler(handler)
 
 
 def _fresh() -> str:
@@ -288,11 +304,7 @@ async def test_a_call_cut_short_mid_statement_rolls_back_quietly(
     # with an active transaction" at ERROR through the loop, on every such cut.
     url = pg_server.url()
     dsn, schema, _ = split_url(url)
-    loop = asyncio.get_running_loop()
-    reported: list[str] = []
-    handler = loop.get_exception_handler()
-    loop.set_exception_handler(lambda _loop, context: reported.append(context["message"]))
-    try:
+    with _loop_reports() as reported:
         async with open_store(url) as store:
             kept, kept_executions = _job_with(1)
             await store.add_job(kept, kept_executions)
@@ -314,8 +326,6 @@ async def test_a_call_cut_short_mid_statement_rolls_back_quietly(
             assert [j.id for j in (await store.list_jobs(JobQuery())).items] == [kept.id]
             await store.add_job(*_job_with(1))
             assert (await store.list_jobs(JobQuery())).total == 2
-    finally:
-        loop.set_exception_handler(handler)
     assert reported == []
 
 
@@ -325,11 +335,7 @@ async def test_calls_cut_short_at_any_point_report_nothing_and_lose_nothing(
     # Cuts at random points of reads and pushes: in BEGIN (which asyncpg counts as the
     # connection's transaction before it is sent), mid-statement, in COMMIT.
     url = pg_server.url()
-    loop = asyncio.get_running_loop()
-    reported: list[str] = []
-    handler = loop.get_exception_handler()
-    loop.set_exception_handler(lambda _loop, context: reported.append(context["message"]))
-    try:
+    with _loop_reports() as reported:
         async with open_store(url) as store:
             started = time.perf_counter()
             await store.add_job(*_job_with(1))
@@ -344,8 +350,6 @@ async def test_calls_cut_short_at_any_point_report_nothing_and_lose_nothing(
             executions = await store.count_executions(ExecutionQuery())
             events = await store.events_after(0, limit=1000)
             assert executions == jobs == len(events)
-    finally:
-        loop.set_exception_handler(handler)
     assert reported == []
 
 
