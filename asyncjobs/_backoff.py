@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 
-from ._types import as_seconds
+from ._types import duration
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,7 +35,7 @@ class Backoff:
 
         :raises ValueError: if ``seconds`` is not a duration from 0 to 100 years
         """
-        return cls(kind="fixed", base=_seconds(seconds, "Backoff.fixed(seconds)"))
+        return cls(kind="fixed", base=duration(seconds, name="Backoff.fixed(seconds)"))
 
     @classmethod
     def exponential(
@@ -50,8 +50,8 @@ class Backoff:
             raise ValueError(
                 f"Backoff.exponential(jitter=...) must be a fraction from 0 to 1, got {jitter!r}"
             )
-        base_seconds = _seconds(base, "Backoff.exponential(base=...)")
-        cap_seconds = _seconds(cap, "Backoff.exponential(cap=...)")
+        base_seconds = duration(base, name="Backoff.exponential(base=...)")
+        cap_seconds = duration(cap, name="Backoff.exponential(cap=...)")
         if cap_seconds < base_seconds:
             raise ValueError(
                 f"Backoff.exponential(cap=...) must be at least base ({base!r}), got {cap!r}"
@@ -71,7 +71,7 @@ class Backoff:
             return self.base
         if self.kind == "custom":
             assert self.function is not None
-            return _seconds(self.function(attempt), "the custom backoff's delay")
+            return duration(self.function(attempt), name="the custom backoff's delay")
         raw = min(self.cap, self.base * 2.0 ** min(attempt - 1, 64))
         if self.jitter:
             raw *= 1 + random.uniform(-self.jitter, self.jitter)
@@ -101,19 +101,12 @@ def as_backoff(value: Backoff | float | timedelta | Callable[[int], float | time
     if isinstance(value, Backoff):
         return value
     if isinstance(value, int | float | timedelta) and not isinstance(value, bool):
-        return Backoff(kind="fixed", base=_seconds(value, "backoff"))
+        return Backoff(kind="fixed", base=duration(value, name="backoff"))
     if callable(value):
         return Backoff.custom(value)
     raise ValueError(
         f"backoff must be an aj.Backoff, seconds, a timedelta or a function, got {value!r}"
     )
-
-
-def _seconds(value: float | timedelta, name: str) -> float:
-    seconds = as_seconds(value, name=name)
-    if seconds is None:
-        raise ValueError(f"{name} must be seconds or a timedelta, got None")
-    return seconds
 
 
 DEFAULT_BACKOFF = Backoff.exponential(1.0, 300.0, jitter=0.1)

@@ -22,7 +22,7 @@ from ._queries import CategoriesAPI, ExecutionsAPI, JobsAPI, LogsAPI
 from ._schedules import Cron, Daemon, Every, Once, Schedule
 from ._states import TERMINAL
 from ._tasks import Command, ProcessLimits, Registry, TaskDef, make_task
-from ._types import MAX_SECONDS, as_seconds, check_int
+from ._types import MAX_SECONDS, check_int, duration
 from .stores import DEFAULT_URL, check_url
 
 if TYPE_CHECKING:
@@ -118,16 +118,18 @@ class Runtime:
         self._process_workers = check_int(
             "process_workers", cpus if process_workers is None else process_workers, minimum=0
         )
-        self._shutdown_timeout = _seconds(shutdown_timeout, "shutdown_timeout")
-        self._poll_interval = _seconds(poll_interval, "poll_interval", positive=True)
-        self._heartbeat_interval = _seconds(heartbeat_interval, "heartbeat_interval", positive=True)
-        self._node_timeout = _seconds(node_timeout, "node_timeout", positive=True)
+        self._shutdown_timeout = duration(shutdown_timeout, name="shutdown_timeout")
+        self._poll_interval = duration(poll_interval, name="poll_interval", allow_zero=False)
+        self._heartbeat_interval = duration(
+            heartbeat_interval, name="heartbeat_interval", allow_zero=False
+        )
+        self._node_timeout = duration(node_timeout, name="node_timeout", allow_zero=False)
         if self._node_timeout <= self._heartbeat_interval:
             raise ValueError(
                 f"node_timeout ({self._node_timeout:g}s) must be longer than "
                 f"heartbeat_interval ({self._heartbeat_interval:g}s)"
             )
-        self._progress_interval = _seconds(progress_interval, "progress_interval")
+        self._progress_interval = duration(progress_interval, name="progress_interval")
         self._hooks: dict[str, Callable[..., Any]] = {}
         for name, hook in (
             ("on_complete", on_complete),
@@ -159,7 +161,7 @@ class Runtime:
             self._retention = (
                 MAX_SECONDS
                 if retention is None
-                else _seconds(retention, "retention", positive=True)
+                else duration(retention, name="retention", allow_zero=False)
             )
         except ValueError:
             raise ValueError(
@@ -169,9 +171,9 @@ class Runtime:
         self._log_retention = (
             self._retention
             if log_retention is None
-            else _seconds(log_retention, "log_retention", positive=True)
+            else duration(log_retention, name="log_retention", allow_zero=False)
         )
-        self._health_interval = _seconds(health_interval, "health_interval", positive=True)
+        self._health_interval = duration(health_interval, name="health_interval", allow_zero=False)
         self._registry.add(make_task(self._retention_task, name=RETENTION_TASK, category="system"))
         self._registry.add(make_task(self._health_task, name=HEALTH_TASK, category="system"))
         self._store: Store | None = None
@@ -812,12 +814,6 @@ def _store_spec(store: object) -> str | Store:
         "store must be a store URL like 'sqlite:///jobs.db' or 'memory://', or a store "
         f"object (asyncjobs.stores.Store), got {store!r}"
     )
-
-
-def _seconds(value: float | timedelta, name: str, *, positive: bool = False) -> float:
-    seconds = as_seconds(value, name=name, allow_zero=not positive)
-    assert seconds is not None
-    return seconds
 
 
 Runtime.__module__ = "asyncjobs"

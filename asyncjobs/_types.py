@@ -127,6 +127,17 @@ def as_seconds(
     return seconds
 
 
+def duration(value: float | timedelta, *, name: str, allow_zero: bool = True) -> float:
+    """:func:`as_seconds` for a duration that must be given (``None`` is refused too).
+
+    :raises ValueError: as :func:`as_seconds`, and naming ``name`` if ``value`` is None
+    """
+    result = as_seconds(value, name=name, allow_zero=allow_zero)
+    if result is None:
+        raise ValueError(f"{name} must be seconds or a timedelta, got None")
+    return result
+
+
 def check_int(
     name: str, value: object, *, minimum: int = INT32_MIN, maximum: int = INT32_MAX
 ) -> int:
