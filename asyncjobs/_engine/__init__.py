@@ -559,9 +559,11 @@ class Engine:
             # With no hook left to run, the slot can pass to the next execution as the
             # outcome is written.
             frees_slot = not state_hooks and not complete_hooks
-            applied = await self._record(finish, execution.job_id, frees_slot)
-            if applied:
-                if completed:
+            written = await self._record(finish, execution.job_id, frees_slot)
+            if written is not None:
+                # What was written: an outcome the store refused is written as a failure.
+                finish = written
+                if finish.status == _S.COMPLETED:
                     self.completed += 1
                 elif finish.status == _S.FAILED:
                     self.failed += 1
@@ -569,7 +571,7 @@ class Engine:
                     await self._call_hooks(
                         claim, state_hooks, "on_state_change", execution, finish.status
                     )
-                if complete_hooks:
+                if complete_hooks and finish.status == _S.COMPLETED:
                     await self._call_hooks(
                         claim, complete_hooks, "on_complete", execution, finish.result
                     )
@@ -593,16 +595,18 @@ class Engine:
             del self._running[execution.id, claim.run]
             self._slot_freed.set()
 
-    async def _record(self, finish: Finish, job_id: str, frees_slot: bool) -> bool:
+    async def _record(self, finish: Finish, job_id: str, frees_slot: bool) -> Finish | None:
         """Write the outcome, retrying a failing store for a while: an outcome that is never
-        written leaves the execution 'running' under a live node, which nothing recovers."""
+        written leaves the execution 'running' under a live node, which nothing recovers.
+        Return the outcome written, or None if it did not apply (the run was taken over)."""
         for attempt in range(8):
             try:
-                return await self.writer.finish(
+                applied = await self.writer.finish(
                     finish,
                     job_id,  # type: ignore[arg-type]
                     frees_slot=frees_slot,
                 )
+                return finish if applied else None
             except StoreError:
                 if attempt == 7:
                     raise

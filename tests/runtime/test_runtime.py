@@ -237,7 +237,12 @@ async def test_an_item_the_store_refuses_fails_alone(tmp_path: object) -> None:
 
     store.write = refusing_write  # type: ignore[method-assign]
     store.write_and_claim = refusing_write_and_claim  # type: ignore[method-assign]
-    rt = make_runtime(store, workers=16)  # type: ignore[arg-type]
+    completed: list[object] = []
+    rt = make_runtime(
+        store,  # type: ignore[arg-type]
+        workers=16,
+        on_complete=lambda execution, result: completed.append(result),
+    )
     gate = anyio.Event()
 
     @rt.task
@@ -260,6 +265,10 @@ async def test_an_item_the_store_refuses_fails_alone(tmp_path: object) -> None:
             lines = [line.message for line in (await rt.logs.list(job_id=job.id)).items]
             assert lines == ([] if i == 0 else [f"line {i}"])
         assert await rt.executions.count(status="running") == 0
+        # The runtime counts and tells what was written, not what the task returned.
+        statistics = rt.statistics()
+        assert (statistics.completed, statistics.failed) == (9, 1)
+        assert "poison" not in completed and len(completed) == 9
 
 
 async def test_progress_is_validated_at_the_call(store_url: str) -> None:
